@@ -1,0 +1,216 @@
+"""REST endpoints for the directory (agencies, people), the decision log and actions."""
+
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import filters, mixins, serializers, status, views, viewsets
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+
+from incidents.api import INCIDENT_PATH_PARAMETER, IncidentScopedViewSet, validated
+
+from .models import Action, Agency, City, Decision, User
+from .roles import Capability
+from .serializers import (
+    ActionInputSerializer,
+    ActionPatchSerializer,
+    ActionSerializer,
+    AgencyCreateSerializer,
+    AgencySerializer,
+    DecisionInputSerializer,
+    DecisionSerializer,
+    MeSerializer,
+    UserCreateSerializer,
+    UserSerializer,
+)
+from .services import (
+    action_create,
+    action_update,
+    agency_create,
+    decision_log_verify,
+    decision_record,
+    decision_supersede,
+    user_create,
+)
+
+
+class TokenView(ObtainAuthToken):
+    """Issue the API token of an integration account: ``Authorization: Token <key>``."""
+
+    permission_classes = [AllowAny]
+
+
+class MeView(views.APIView):
+    """The signed-in user, with roles and what they may do."""
+
+    required_capabilities = {"get": Capability.VIEW}
+
+    @extend_schema(responses=MeSerializer)
+    def get(self, request):
+        return Response(MeSerializer(request.user).data)
+
+
+class AgencyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The agencies of the caller's city; administrators add them."""
+
+    serializer_class = AgencySerializer
+    filterset_fields = ["type", "is_active", "city"]
+    required_capabilities = {
+        "list": Capability.VIEW,
+        "retrieve": Capability.VIEW,
+        "create": Capability.DIRECTORY_MANAGE,
+    }
+
+    def get_queryset(self):
+        return Agency.objects.visible_to(self.request.user).order_by("name")
+
+    @extend_schema(request=AgencyCreateSerializer, responses={201: AgencySerializer})
+    def create(self, request):
+        data = validated(AgencyCreateSerializer, request)
+        city_id = data.pop("city", None) or request.user.city_id
+        city = City.objects.filter(pk=city_id).first()
+        if city is None:
+            raise serializers.ValidationError({"city": ["Give the city of the new agency."]})
+        agency = agency_create(user=request.user, city=city, **data)
+        return Response(self.get_serializer(agency).data, status=status.HTTP_201_CREATED)
+
+
+class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The people of the caller's city; administrators add them."""
+
+    serializer_class = UserSerializer
+    filterset_fields = ["agency", "is_active"]
+    required_capabilities = {
+        "list": Capability.VIEW,
+        "retrieve": Capability.VIEW,
+        "create": Capability.DIRECTORY_MANAGE,
+    }
+
+    def get_queryset(self):
+        return (
+            User.objects.visible_to(self.request.user)
+            .select_related("agency")
+            .prefetch_related("role_assignments")
+            .order_by("username")
+        )
+
+    @extend_schema(request=UserCreateSerializer, responses={201: UserSerializer})
+    def create(self, request):
+        data = validated(UserCreateSerializer, request)
+        user = user_create(user=request.user, **data)
+        return Response(
+            self.get_serializer(self.get_queryset().get(pk=user.pk)).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+
+ChainReportSerializer = inline_serializer(
+    "ChainReport",
+    {
+        "intact": serializers.BooleanField(),
+        "entries": serializers.IntegerField(),
+        "broken_at": serializers.IntegerField(allow_null=True),
+        "broken_id": serializers.IntegerField(allow_null=True),
+        "reason": serializers.CharField(),
+        "last_hash": serializers.CharField(),
+    },
+)
+
+
+@extend_schema(parameters=[INCIDENT_PATH_PARAMETER])
+class DecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IncidentScopedViewSet):
+    """The incident's joint decision log, oldest first. Append-only: corrections supersede."""
+
+    model = Decision
+    serializer_class = DecisionSerializer
+    filter_backends = [filters.OrderingFilter]
+    ordering_fields = ["sequence"]
+    required_capabilities = {
+        "list": Capability.VIEW,
+        "retrieve": Capability.VIEW,
+        "verify": Capability.VIEW,
+        "create": Capability.LOG_WRITE,
+    }
+
+    def item_queryset(self, queryset):
+        return (
+            queryset.select_related("author", "author_agency", "superseded_by")
+            .prefetch_related("positions__agency")
+            .order_by("sequence")
+        )
+
+    @extend_schema(request=DecisionInputSerializer, responses={201: DecisionSerializer})
+    def create(self, request, incident_pk=None):
+        incident = self.get_incident()
+        data = validated(DecisionInputSerializer, request)
+        data["dissents"] = [(d["agency"], d["statement"]) for d in data.get("dissents", [])]
+        data["options"] = [dict(option) for option in data["options"]]
+        supersedes = data.pop("supersedes", None)
+        if supersedes is not None:
+            if supersedes.incident_id != incident.pk:
+                raise serializers.ValidationError(
+                    {"supersedes": ["That decision belongs to another incident."]}
+                )
+            entry = decision_supersede(original=supersedes, author=request.user, **data)
+        else:
+            entry = decision_record(incident_id=incident.pk, author=request.user, **data)
+        return Response(
+            self.get_serializer(self.get_queryset().get(pk=entry.pk)).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+    @extend_schema(responses=ChainReportSerializer)
+    @action(detail=False, methods=["get"])
+    def verify(self, request, incident_pk=None):
+        """Whether the incident's decision chain is intact, and where it first breaks."""
+        incident = self.get_incident()
+        report = decision_log_verify(incident_id=incident.pk)
+        return Response(
+            {
+                "intact": report.intact,
+                "entries": report.entries,
+                "broken_at": report.broken_at,
+                "broken_id": report.broken_id,
+                "reason": report.reason,
+                "last_hash": report.last_hash,
+            }
+        )
+
+
+@extend_schema(parameters=[INCIDENT_PATH_PARAMETER])
+class ActionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IncidentScopedViewSet):
+    """Actions of the incident, soonest due first."""
+
+    model = Action
+    serializer_class = ActionSerializer
+    filterset_fields = ["status", "owner_agency"]
+    required_capabilities = {
+        "list": Capability.VIEW,
+        "retrieve": Capability.VIEW,
+        "create": Capability.LOG_WRITE,
+        "partial_update": Capability.LOG_WRITE,
+    }
+
+    def item_queryset(self, queryset):
+        return queryset.select_related("owner_agency", "owner").order_by("due_at", "id")
+
+    @extend_schema(request=ActionInputSerializer, responses={201: ActionSerializer})
+    def create(self, request, incident_pk=None):
+        incident = self.get_incident()
+        data = validated(ActionInputSerializer, request)
+        action_obj = action_create(incident_id=incident.pk, user=request.user, **data)
+        return Response(
+            self.get_serializer(self.get_queryset().get(pk=action_obj.pk)).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+    @extend_schema(request=ActionPatchSerializer, responses={200: ActionSerializer})
+    def partial_update(self, request, incident_pk=None, pk=None):
+        action_obj = self.get_object()
+        data = validated(ActionPatchSerializer, request)
+        if not data:
+            raise serializers.ValidationError(
+                {"non_field_errors": ["Give at least one field to change."]}
+            )
+        action_update(action_id=action_obj.pk, user=request.user, **data)
+        return Response(self.get_serializer(self.get_queryset().get(pk=action_obj.pk)).data)

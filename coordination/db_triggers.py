@@ -1,0 +1,48 @@
+"""Database triggers that make the decision log append-only (invariant 1).
+
+The application never updates or deletes an entry; the triggers make sure nothing else does
+either, short of an administrator disabling them, which the hash chain then exposes.
+"""
+
+from django.db import DEFAULT_DB_ALIAS, connections
+
+APPEND_ONLY_TABLES = ("coordination_decision", "coordination_decisionposition")
+
+POSTGRES_FUNCTION = """
+CREATE OR REPLACE FUNCTION ctpn_refuse_change() RETURNS trigger AS $$
+BEGIN
+    RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP
+        USING ERRCODE = 'restrict_violation';
+END;
+$$ LANGUAGE plpgsql
+"""
+
+
+def statements(vendor: str) -> list[str]:
+    sql: list[str] = []
+    if vendor == "postgresql":
+        sql.append(POSTGRES_FUNCTION)
+        for table in APPEND_ONLY_TABLES:
+            sql.append(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
+            sql.append(
+                f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+                "FOR EACH ROW EXECUTE FUNCTION ctpn_refuse_change()"
+            )
+    elif vendor == "sqlite":
+        for table in APPEND_ONLY_TABLES:
+            for operation in ("UPDATE", "DELETE"):
+                sql.append(
+                    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{operation.lower()} "
+                    f"BEFORE {operation} ON {table} BEGIN "
+                    f"SELECT RAISE(ABORT, '{table} is append-only: {operation} refused'); END"
+                )
+    else:
+        raise NotImplementedError(f"No append-only triggers for database vendor {vendor!r}")
+    return sql
+
+
+def append_only_triggers_install(using: str = DEFAULT_DB_ALIAS, **kwargs) -> None:
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        for statement in statements(connection.vendor):
+            cursor.execute(statement)

@@ -1,0 +1,311 @@
+"""Cities, agencies and people; the joint decision log; actions."""
+
+import hashlib
+import json
+import zoneinfo
+from datetime import UTC, datetime
+from functools import cached_property
+
+from django.contrib.auth.models import AbstractUser, UserManager
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+
+from .markings import DEFAULT_MARKING, Marking
+from .querysets import ActionQuerySet, AgencyQuerySet, DecisionQuerySet, UserQuerySet
+from .roles import Role
+
+GENESIS_HASH = "0" * 64
+
+
+def validate_time_zone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"{value!r} is not an IANA time zone such as Europe/Stockholm.")
+
+
+class City(models.Model):
+    """A member city of the network. Agencies, incidents and rotas belong to one."""
+
+    name = models.CharField(max_length=100, unique=True)
+    code = models.CharField(
+        max_length=3,
+        unique=True,
+        validators=[RegexValidator(r"^[A-Z]{3}$", "Three capital letters, e.g. STO.")],
+        help_text="Prefix of incident references, e.g. STO in STO-2026-0001.",
+    )
+    time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
+
+    class Meta:
+        verbose_name_plural = "cities"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.time_zone)
+
+
+class AgencyType(models.TextChoices):
+    POLICE = "police", "Police"
+    FIRE_RESCUE = "fire_rescue", "Fire and rescue"
+    AMBULANCE = "ambulance", "Ambulance"
+    HEALTH = "health", "Health"
+    LOCAL_AUTHORITY = "local_authority", "Local authority"
+    TRANSPORT = "transport", "Transport"
+    UTILITIES = "utilities", "Utilities"
+    MILITARY = "military", "Military"
+    VOLUNTARY = "voluntary", "Voluntary sector"
+    VENUE_OPERATOR = "venue_operator", "Venue operator"
+    OTHER = "other", "Other"
+
+
+class Agency(models.Model):
+    """A responding organisation of one city: police, fire and rescue, ambulance, and so on."""
+
+    city = models.ForeignKey(City, on_delete=models.PROTECT, related_name="agencies")
+    name = models.CharField(max_length=200)
+    short_name = models.CharField(max_length=30)
+    type = models.CharField(max_length=32, choices=AgencyType.choices)
+    is_active = models.BooleanField(default=True)
+
+    objects = AgencyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "agencies"
+        ordering = ["city__name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["city", "name"], name="agency_unique_name_per_city"),
+            models.UniqueConstraint(
+                fields=["city", "short_name"], name="agency_unique_short_name_per_city"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.short_name
+
+
+class CtpnUserManager(UserManager.from_queryset(UserQuerySet)):  # type: ignore[misc]
+    pass
+
+
+class User(AbstractUser):
+    """A person using the platform. Belongs to one agency and holds one or more roles.
+
+    A superuser (``createsuperuser``) has no agency: a platform administrator who sees every city.
+    """
+
+    agency = models.ForeignKey(
+        Agency, on_delete=models.PROTECT, related_name="users", null=True, blank=True
+    )
+    phone = models.CharField(max_length=32, blank=True)
+
+    objects = CtpnUserManager()
+
+    class Meta:
+        ordering = ["username"]
+
+    def __str__(self) -> str:
+        return self.get_full_name() or self.username
+
+    @cached_property
+    def roles(self) -> set[str]:
+        """The user's roles, read once per request (uses a prefetch when there is one)."""
+        return {assignment.role for assignment in self.role_assignments.all()}
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+    @property
+    def city_id(self) -> int | None:
+        return self.agency.city_id if self.agency_id else None
+
+
+class RoleAssignment(models.Model):
+    """One role held by one user."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="role_assignments")
+    role = models.CharField(max_length=32, choices=Role.choices)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "role"], name="role_assignment_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.get_role_display()}"
+
+
+class Decision(models.Model):
+    """One entry of an incident's joint decision log, in the JESIP Joint Decision Model order.
+
+    Append-only: a correction is a new entry that ``supersedes`` an earlier one. Each entry stores
+    the SHA-256 of its canonical content together with the previous entry's hash, so the log of an
+    incident is a chain and any out-of-band edit breaks it. The database refuses UPDATE and DELETE.
+    """
+
+    incident = models.ForeignKey(
+        "incidents.Incident", on_delete=models.PROTECT, related_name="decisions"
+    )
+    sequence = models.PositiveIntegerField(help_text="Entry number within the incident's log.")
+    # The Joint Decision Model, in order.
+    information = models.TextField(help_text="Information and intelligence.")
+    threat_assessment = models.TextField(help_text="Threat and risk assessment.")
+    working_strategy = models.TextField(help_text="The working strategy.")
+    powers_policies = models.TextField(help_text="Powers, policies and procedures.")
+    options = models.JSONField(
+        help_text='Options considered: [{"option": ..., "chosen": true|false, "reason": ...}].'
+    )
+    decision = models.TextField()
+    rationale = models.TextField()
+    decided_at = models.DateTimeField()
+    recorded_at = models.DateTimeField()
+    late_entry_reason = models.TextField(
+        blank=True, help_text="Why the entry was recorded long after the decision was taken."
+    )
+    review_by = models.DateTimeField(null=True, blank=True)
+    author = models.ForeignKey(User, on_delete=models.PROTECT, related_name="decisions")
+    author_agency = models.ForeignKey(Agency, on_delete=models.PROTECT, related_name="+")
+    supersedes = models.OneToOneField(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="superseded_by",
+        help_text="The earlier entry this one corrects.",
+    )
+    marking = models.CharField(max_length=16, choices=Marking.choices, default=DEFAULT_MARKING)
+    prev_hash = models.CharField(max_length=64)
+    entry_hash = models.CharField(max_length=64, unique=True)
+
+    objects = DecisionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["incident", "sequence"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["incident", "sequence"], name="decision_unique_sequence_per_incident"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"D-{self.sequence:04d}"
+
+    @property
+    def label(self) -> str:
+        return str(self)
+
+    def canonical_content(self, positions: list[tuple[int, str, str]]) -> str:
+        """The entry as one deterministic string: what the hash covers.
+
+        ``positions`` are (agency id, stance, statement) triples, because they are hashed before
+        their rows exist.
+        """
+
+        def instant(value: datetime | None) -> str | None:
+            return value.astimezone(UTC).isoformat() if value else None
+
+        content = {
+            "incident": self.incident_id,
+            "sequence": self.sequence,
+            "information": self.information,
+            "threat_assessment": self.threat_assessment,
+            "working_strategy": self.working_strategy,
+            "powers_policies": self.powers_policies,
+            "options": self.options,
+            "decision": self.decision,
+            "rationale": self.rationale,
+            "decided_at": instant(self.decided_at),
+            "recorded_at": instant(self.recorded_at),
+            "late_entry_reason": self.late_entry_reason,
+            "review_by": instant(self.review_by),
+            "author": self.author_id,
+            "author_agency": self.author_agency_id,
+            "supersedes": self.supersedes_id,
+            "marking": self.marking,
+            "positions": sorted([list(position) for position in positions]),
+        }
+        return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    def compute_hash(self, positions: list[tuple[int, str, str]]) -> str:
+        payload = f"{self.prev_hash}\n{self.canonical_content(positions)}"
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+    def stored_positions(self) -> list[tuple[int, str, str]]:
+        return [(p.agency_id, p.stance, p.statement) for p in self.positions.all()]
+
+
+class Stance(models.TextChoices):
+    AGREE = "agree", "Agrees"
+    DISSENT = "dissent", "Dissents"
+
+
+class DecisionPosition(models.Model):
+    """An agency's agreement with, or dissent from, a joint decision, as recorded with it.
+
+    Part of the decision's hashed content; append-only like the decision itself.
+    """
+
+    decision = models.ForeignKey(Decision, on_delete=models.PROTECT, related_name="positions")
+    agency = models.ForeignKey(Agency, on_delete=models.PROTECT, related_name="+")
+    stance = models.CharField(max_length=8, choices=Stance.choices)
+    statement = models.TextField(blank=True, help_text="The dissent, in the agency's words.")
+
+    class Meta:
+        ordering = ["decision", "agency__short_name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["decision", "agency"], name="decision_position_one_per_agency"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agency} {self.stance} {self.decision}"
+
+
+class ActionStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    IN_PROGRESS = "in_progress", "In progress"
+    BLOCKED = "blocked", "Blocked"
+    DONE = "done", "Done"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Action(models.Model):
+    """A task for an agency (optionally a person), due at a time; may stem from a decision."""
+
+    incident = models.ForeignKey(
+        "incidents.Incident", on_delete=models.PROTECT, related_name="actions"
+    )
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    owner_agency = models.ForeignKey(Agency, on_delete=models.PROTECT, related_name="actions")
+    owner = models.ForeignKey(
+        User, on_delete=models.PROTECT, null=True, blank=True, related_name="owned_actions"
+    )
+    due_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=ActionStatus.choices, default="open")
+    decision = models.ForeignKey(
+        Decision, on_delete=models.PROTECT, null=True, blank=True, related_name="actions"
+    )
+    marking = models.CharField(max_length=16, choices=Marking.choices, default=DEFAULT_MARKING)
+    created_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ActionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["incident", "due_at", "id"]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def is_overdue(self, now: datetime) -> bool:
+        return (
+            self.due_at is not None
+            and self.due_at < now
+            and self.status not in (ActionStatus.DONE, ActionStatus.CANCELLED)
+        )

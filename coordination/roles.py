@@ -1,0 +1,50 @@
+"""Roles a user holds, and what each role may do.
+
+Capabilities are checked in the services (the authority, shared by API and pages) and declared on
+every API action, so an action that declares nothing is refused.
+"""
+
+from django.db import models
+
+
+class Role(models.TextChoices):
+    STRATEGIC_COMMANDER = "strategic_commander", "Strategic commander"
+    TACTICAL_COMMANDER = "tactical_commander", "Tactical commander"
+    LIAISON_OFFICER = "liaison_officer", "Liaison officer"
+    LOGGIST = "loggist", "Loggist"
+    DUTY_OFFICER = "duty_officer", "Duty officer"
+    COMMUNICATIONS_LEAD = "communications_lead", "Communications lead"
+    NEUTRAL_COMMANDER = "neutral_commander", "Neutral commander"
+    OBSERVER = "observer", "Observer"
+    ADMINISTRATOR = "administrator", "Administrator"
+
+
+class Capability(models.TextChoices):
+    VIEW = "view", "See incidents the user's agency participates in"
+    INCIDENT_OPEN = "incident.open", "Open an incident"
+    INCIDENT_TRANSITION = "incident.transition", "Move an incident through its lifecycle"
+    LOG_WRITE = "log.write", "Record decisions, M/ETHANE, actions and timeline entries"
+    DIRECTORY_MANAGE = "directory.manage", "Manage the city's agencies and users"
+
+
+_COMMANDERS = {Role.STRATEGIC_COMMANDER, Role.TACTICAL_COMMANDER, Role.NEUTRAL_COMMANDER}
+
+ROLE_CAPABILITIES: dict[str, set[str]] = {
+    Capability.VIEW: set(Role),
+    Capability.INCIDENT_OPEN: _COMMANDERS | {Role.DUTY_OFFICER, Role.ADMINISTRATOR},
+    Capability.INCIDENT_TRANSITION: _COMMANDERS | {Role.ADMINISTRATOR},
+    Capability.LOG_WRITE: _COMMANDERS | {Role.LIAISON_OFFICER, Role.LOGGIST, Role.ADMINISTRATOR},
+    Capability.DIRECTORY_MANAGE: {Role.ADMINISTRATOR},
+}
+
+
+def user_can(user, capability: str) -> bool:
+    """Whether ``user`` holds a role granting ``capability``. Superusers may do everything."""
+    if not user or not user.is_authenticated or not user.is_active:
+        return False
+    if user.is_superuser:
+        return True
+    granted = ROLE_CAPABILITIES.get(capability)
+    if granted is None:  # fail closed on a capability nobody defined
+        return False
+    return bool(user.roles & granted)

@@ -1,0 +1,219 @@
+"""API representations of the coordination app. Input serializers check shape; services decide."""
+
+from rest_framework import serializers
+
+from .markings import DEFAULT_MARKING, Marking
+from .models import Action, ActionStatus, Agency, Decision, DecisionPosition, User
+from .roles import Capability, Role, user_can
+
+
+class VisibleRelatedField(serializers.PrimaryKeyRelatedField):
+    """A primary key that resolves only among objects the requesting user may see.
+
+    Anything else answers "does not exist", exactly like a missing id: no existence is revealed.
+    """
+
+    def get_queryset(self):
+        user = self.context["request"].user
+        return self.queryset.visible_to(user)  # type: ignore[union-attr]
+
+
+class AgencySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Agency
+        fields = ["id", "city", "name", "short_name", "type", "is_active"]
+        read_only_fields = fields
+
+
+class AgencyCreateSerializer(serializers.Serializer):
+    city = serializers.IntegerField(required=False, help_text="Defaults to your own city.")
+    name = serializers.CharField(max_length=200)
+    short_name = serializers.CharField(max_length=30)
+    type = serializers.ChoiceField(choices=Agency._meta.get_field("type").choices)
+
+
+class UserSerializer(serializers.ModelSerializer):
+    roles = serializers.SerializerMethodField()
+    agency_name = serializers.CharField(source="agency.short_name", default=None, read_only=True)
+
+    class Meta:
+        model = User
+        fields = [
+            "id",
+            "username",
+            "first_name",
+            "last_name",
+            "email",
+            "phone",
+            "agency",
+            "agency_name",
+            "roles",
+            "is_active",
+        ]
+        read_only_fields = fields
+
+    def get_roles(self, user: User) -> list[str]:
+        return sorted(user.roles)
+
+
+class MeSerializer(UserSerializer):
+    city = serializers.SerializerMethodField()
+    capabilities = serializers.SerializerMethodField()
+    is_superuser = serializers.BooleanField(read_only=True)
+
+    class Meta(UserSerializer.Meta):
+        fields = [*UserSerializer.Meta.fields, "city", "capabilities", "is_superuser"]
+        read_only_fields = fields
+
+    def get_city(self, user: User) -> int | None:
+        return user.city_id
+
+    def get_capabilities(self, user: User) -> list[str]:
+        return [capability for capability in Capability.values if user_can(user, capability)]
+
+
+class UserCreateSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    first_name = serializers.CharField(max_length=150, required=False, default="")
+    last_name = serializers.CharField(max_length=150, required=False, default="")
+    email = serializers.EmailField(required=False, default="")
+    phone = serializers.CharField(max_length=32, required=False, default="")
+    agency = VisibleRelatedField(queryset=Agency.objects.all())
+    roles = serializers.ListField(child=serializers.ChoiceField(choices=Role.choices))
+    password = serializers.CharField(
+        write_only=True, required=False, style={"input_type": "password"}
+    )
+
+
+class DecisionPositionSerializer(serializers.ModelSerializer):
+    agency_name = serializers.CharField(source="agency.short_name", read_only=True)
+
+    class Meta:
+        model = DecisionPosition
+        fields = ["agency", "agency_name", "stance", "statement"]
+        read_only_fields = fields
+
+
+class OptionSerializer(serializers.Serializer):
+    option = serializers.CharField()
+    chosen = serializers.BooleanField(default=False)
+    reason = serializers.CharField()
+
+
+class DecisionSerializer(serializers.ModelSerializer):
+    label = serializers.CharField(read_only=True)
+    options = OptionSerializer(many=True, read_only=True)
+    author_name = serializers.CharField(source="author.__str__", read_only=True)
+    author_agency_name = serializers.CharField(source="author_agency.short_name", read_only=True)
+    superseded_by = serializers.SerializerMethodField()
+    positions = DecisionPositionSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Decision
+        fields = [
+            "id",
+            "incident",
+            "sequence",
+            "label",
+            "information",
+            "threat_assessment",
+            "working_strategy",
+            "powers_policies",
+            "options",
+            "decision",
+            "rationale",
+            "decided_at",
+            "recorded_at",
+            "late_entry_reason",
+            "review_by",
+            "author",
+            "author_name",
+            "author_agency",
+            "author_agency_name",
+            "positions",
+            "supersedes",
+            "superseded_by",
+            "marking",
+            "prev_hash",
+            "entry_hash",
+        ]
+        read_only_fields = fields
+
+    def get_superseded_by(self, decision: Decision) -> int | None:
+        try:
+            return decision.superseded_by.pk
+        except Decision.superseded_by.RelatedObjectDoesNotExist:
+            return None
+
+
+class DissentSerializer(serializers.Serializer):
+    agency = VisibleRelatedField(queryset=Agency.objects.all())
+    statement = serializers.CharField()
+
+
+class DecisionInputSerializer(serializers.Serializer):
+    information = serializers.CharField(help_text="Information and intelligence.")
+    threat_assessment = serializers.CharField(help_text="Threat and risk assessment.")
+    working_strategy = serializers.CharField()
+    powers_policies = serializers.CharField(help_text="Powers, policies and procedures.")
+    options = OptionSerializer(many=True, allow_empty=False)
+    decision = serializers.CharField()
+    rationale = serializers.CharField()
+    decided_at = serializers.DateTimeField()
+    late_entry_reason = serializers.CharField(required=False, allow_blank=True, default="")
+    review_by = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    agreed_by = VisibleRelatedField(queryset=Agency.objects.all(), many=True, required=False)
+    dissents = DissentSerializer(many=True, required=False)
+    marking = serializers.ChoiceField(choices=Marking.choices, default=DEFAULT_MARKING)
+    supersedes = VisibleRelatedField(
+        queryset=Decision.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="The entry this one corrects.",
+    )
+
+
+class ActionSerializer(serializers.ModelSerializer):
+    owner_agency_name = serializers.CharField(source="owner_agency.short_name", read_only=True)
+    owner_name = serializers.CharField(source="owner.__str__", default=None, read_only=True)
+
+    class Meta:
+        model = Action
+        fields = [
+            "id",
+            "incident",
+            "title",
+            "description",
+            "owner_agency",
+            "owner_agency_name",
+            "owner",
+            "owner_name",
+            "due_at",
+            "status",
+            "decision",
+            "marking",
+            "created_by",
+            "created_at",
+            "updated_at",
+            "completed_at",
+        ]
+        read_only_fields = fields
+
+
+class ActionInputSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    owner_agency = VisibleRelatedField(queryset=Agency.objects.all())
+    owner = VisibleRelatedField(queryset=User.objects.all(), required=False, allow_null=True)
+    due_at = serializers.DateTimeField(required=False, allow_null=True)
+    decision = VisibleRelatedField(queryset=Decision.objects.all(), required=False, allow_null=True)
+    marking = serializers.ChoiceField(choices=Marking.choices, default=DEFAULT_MARKING)
+
+
+class ActionPatchSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=ActionStatus.choices, required=False)
+    title = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(required=False, allow_blank=True)
+    owner_agency = VisibleRelatedField(queryset=Agency.objects.all(), required=False)
+    owner = VisibleRelatedField(queryset=User.objects.all(), required=False, allow_null=True)
+    due_at = serializers.DateTimeField(required=False, allow_null=True)

@@ -1,0 +1,405 @@
+"""Writes to the joint decision log, actions, and the city directory (agencies and people)."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from ctpn.errors import Conflict
+from incidents.events import event_append
+from incidents.services import incident_lock_for_write
+
+from .markings import DEFAULT_MARKING, marking_validate
+from .models import (
+    GENESIS_HASH,
+    Action,
+    ActionStatus,
+    Agency,
+    AgencyType,
+    City,
+    Decision,
+    DecisionPosition,
+    RoleAssignment,
+    Stance,
+    User,
+)
+from .roles import Capability, Role
+from .serializers import ActionSerializer, DecisionSerializer
+from .validation import errors_raise, not_in_future, recording_agency, require, text_required
+
+
+def _options_validate(errors: dict[str, list[str]], options: Any) -> list[dict[str, Any]]:
+    if not isinstance(options, list) or not options:
+        errors.setdefault("options", []).append("List at least one option considered.")
+        return []
+    cleaned = []
+    for index, option in enumerate(options):
+        if not isinstance(option, dict):
+            errors.setdefault("options", []).append(f"Option {index + 1} must be an object.")
+            continue
+        text = str(option.get("option") or "").strip()
+        reason = str(option.get("reason") or "").strip()
+        chosen = option.get("chosen", False)
+        if not text:
+            errors.setdefault("options", []).append(f"Option {index + 1} needs its text.")
+        if not reason:
+            errors.setdefault("options", []).append(
+                f"Option {index + 1} needs the reason it was chosen or rejected."
+            )
+        if not isinstance(chosen, bool):
+            errors.setdefault("options", []).append(f"Option {index + 1}: chosen is true/false.")
+        cleaned.append({"option": text, "chosen": bool(chosen), "reason": reason})
+    return cleaned
+
+
+def decision_record(
+    *,
+    incident_id: int,
+    author: User,
+    information: str,
+    threat_assessment: str,
+    working_strategy: str,
+    powers_policies: str,
+    options: list[dict[str, Any]],
+    decision: str,
+    rationale: str,
+    decided_at: datetime,
+    late_entry_reason: str = "",
+    review_by: datetime | None = None,
+    agreed_by: list[Agency] = (),  # type: ignore[assignment]
+    dissents: list[tuple[Agency, str]] = (),  # type: ignore[assignment]
+    marking: str = DEFAULT_MARKING,
+    supersedes: Decision | None = None,
+) -> Decision:
+    """Append a joint decision to the incident's log, chained to the entry before it."""
+    errors: dict[str, list[str]] = {}
+    text_required(
+        errors,
+        information=information,
+        threat_assessment=threat_assessment,
+        working_strategy=working_strategy,
+        powers_policies=powers_policies,
+        decision=decision,
+        rationale=rationale,
+    )
+    cleaned_options = _options_validate(errors, options)
+    not_in_future(errors, "decided_at", decided_at)
+    recorded_at = timezone.now()
+    late_after = timedelta(minutes=settings.DECISION_LATE_ENTRY_MINUTES)
+    if decided_at and recorded_at - decided_at > late_after and not late_entry_reason.strip():
+        errors.setdefault("late_entry_reason", []).append(
+            f"This decision is recorded more than {settings.DECISION_LATE_ENTRY_MINUTES} minutes "
+            "after it was taken; say why."
+        )
+    if review_by is not None and decided_at and review_by <= decided_at:
+        errors.setdefault("review_by", []).append("Must be after the decision was taken.")
+    positions: dict[int, tuple[int, str, str]] = {}
+    for agency in agreed_by:
+        positions[agency.pk] = (agency.pk, Stance.AGREE, "")
+    for agency, statement in dissents:
+        if agency.pk in positions:
+            errors.setdefault("dissents", []).append(f"{agency} cannot both agree and dissent.")
+        if not (statement or "").strip():
+            errors.setdefault("dissents", []).append(f"Say what {agency} dissents from.")
+        positions[agency.pk] = (agency.pk, Stance.DISSENT, (statement or "").strip())
+    errors_raise(errors)
+    marking_validate(marking)
+
+    with transaction.atomic():
+        # The incident row lock makes appends to one log strictly one after another, so the chain
+        # stays linear however many liaisons record at once.
+        incident = incident_lock_for_write(
+            incident_id=incident_id, user=author, capability=Capability.LOG_WRITE
+        )
+        participating = set(incident.participating_agencies.values_list("pk", flat=True))
+        outsiders = [pk for pk in positions if pk not in participating]
+        if outsiders:
+            field = "agreed_by" if positions[outsiders[0]][1] == Stance.AGREE else "dissents"
+            raise ValidationError({field: ["Only participating agencies can agree or dissent."]})
+        if supersedes is not None:
+            if supersedes.incident_id != incident.pk:
+                raise ValidationError(
+                    {"supersedes": ["That decision belongs to another incident."]}
+                )
+            later = Decision.objects.filter(supersedes=supersedes).first()
+            if later is not None:
+                raise Conflict(
+                    f"{supersedes} is already superseded by {later}; correct {later} instead.",
+                    allowed=[str(later.pk)],
+                )
+        last = incident.decisions.order_by("-sequence").first()
+        entry = Decision(
+            incident=incident,
+            sequence=last.sequence + 1 if last else 1,
+            information=information.strip(),
+            threat_assessment=threat_assessment.strip(),
+            working_strategy=working_strategy.strip(),
+            powers_policies=powers_policies.strip(),
+            options=cleaned_options,
+            decision=decision.strip(),
+            rationale=rationale.strip(),
+            decided_at=decided_at,
+            recorded_at=recorded_at,
+            late_entry_reason=late_entry_reason.strip(),
+            review_by=review_by,
+            author=author,
+            author_agency=recording_agency(author),
+            supersedes=supersedes,
+            marking=marking,
+            prev_hash=last.entry_hash if last else GENESIS_HASH,
+        )
+        entry.entry_hash = entry.compute_hash(list(positions.values()))
+        entry.save()
+        DecisionPosition.objects.bulk_create(
+            DecisionPosition(decision=entry, agency_id=pk, stance=stance, statement=statement)
+            for pk, stance, statement in positions.values()
+        )
+        event_append(
+            incident=incident,
+            kind="decision.recorded",
+            payload=dict(DecisionSerializer(entry).data),
+            actor=author,
+            subject=entry,
+            marking=marking,
+        )
+    return entry
+
+
+def decision_supersede(*, original: Decision, author: User, **fields: Any) -> Decision:
+    """Record a correction of ``original``: a new entry; the original stays, marked superseded."""
+    return decision_record(
+        incident_id=original.incident_id, author=author, supersedes=original, **fields
+    )
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """The result of checking an incident's decision log."""
+
+    intact: bool
+    entries: int
+    broken_at: int | None = None  # sequence number of the first entry that fails
+    broken_id: int | None = None
+    reason: str = ""
+    last_hash: str = GENESIS_HASH
+
+
+def decision_log_verify(*, incident_id: int) -> ChainReport:
+    """Recompute every hash of an incident's log and report the first entry that does not fit."""
+    expected_prev = GENESIS_HASH
+    count = 0
+    entries = (
+        Decision.objects.filter(incident_id=incident_id)
+        .order_by("sequence")
+        .prefetch_related("positions")
+    )
+    for count, entry in enumerate(entries.iterator(chunk_size=2000), start=1):
+        problem = ""
+        if entry.sequence != count:
+            problem = f"entry {count} is missing: the next entry is numbered {entry.sequence}"
+        elif entry.prev_hash != expected_prev:
+            problem = "its link to the previous entry does not match that entry's hash"
+        elif entry.compute_hash(entry.stored_positions()) != entry.entry_hash:
+            problem = "its content no longer matches its hash: it was changed after recording"
+        if problem:
+            return ChainReport(
+                intact=False,
+                entries=count,
+                broken_at=entry.sequence,
+                broken_id=entry.pk,
+                reason=problem,
+                last_hash=expected_prev,
+            )
+        expected_prev = entry.entry_hash
+    return ChainReport(intact=True, entries=count, last_hash=expected_prev)
+
+
+def action_create(
+    *,
+    incident_id: int,
+    user: User,
+    title: str,
+    owner_agency: Agency,
+    description: str = "",
+    owner: User | None = None,
+    due_at: datetime | None = None,
+    decision: Decision | None = None,
+    marking: str = DEFAULT_MARKING,
+) -> Action:
+    """Give an agency (and optionally a person) something to do on an incident."""
+    errors: dict[str, list[str]] = {}
+    text_required(errors, title=title)
+    if owner is not None and owner.agency_id != owner_agency.pk:
+        errors.setdefault("owner", []).append("Must belong to the owner agency.")
+    errors_raise(errors)
+    marking_validate(marking)
+    with transaction.atomic():
+        incident = incident_lock_for_write(
+            incident_id=incident_id, user=user, capability=Capability.LOG_WRITE
+        )
+        if not incident.participating_agencies.filter(pk=owner_agency.pk).exists():
+            raise ValidationError({"owner_agency": ["Must be a participating agency."]})
+        if decision is not None and decision.incident_id != incident.pk:
+            raise ValidationError({"decision": ["That decision belongs to another incident."]})
+        now = timezone.now()
+        action = Action.objects.create(
+            incident=incident,
+            title=title.strip(),
+            description=description.strip(),
+            owner_agency=owner_agency,
+            owner=owner,
+            due_at=due_at,
+            decision=decision,
+            marking=marking,
+            created_by=user,
+            created_at=now,
+            updated_at=now,
+        )
+        event_append(
+            incident=incident,
+            kind="action.created",
+            payload=dict(ActionSerializer(action).data),
+            actor=user,
+            subject=action,
+            marking=marking,
+        )
+    return action
+
+
+_ACTION_FIELDS = {"status", "title", "description", "owner", "owner_agency", "due_at"}
+
+
+def action_update(*, action_id: int, user: User, **changes: Any) -> Action:
+    """Change an action's status, owner, due time or wording."""
+    unknown = set(changes) - _ACTION_FIELDS
+    if unknown:
+        raise ValidationError({name: ["This field cannot be changed."] for name in unknown})
+    errors: dict[str, list[str]] = {}
+    if "status" in changes and changes["status"] not in ActionStatus.values:
+        errors.setdefault("status", []).append(f"Unknown status {changes['status']!r}.")
+    if "title" in changes:
+        text_required(errors, title=changes["title"])
+    errors_raise(errors)
+    with transaction.atomic():
+        incident_id = (
+            Action.objects.visible_to(user).values_list("incident_id", flat=True).get(pk=action_id)
+        )
+        incident = incident_lock_for_write(
+            incident_id=incident_id, user=user, capability=Capability.LOG_WRITE
+        )
+        action = Action.objects.select_for_update().get(pk=action_id)
+        owner_agency = changes.get("owner_agency", action.owner_agency)
+        owner = changes.get("owner", action.owner)
+        if (
+            "owner_agency" in changes
+            and not incident.participating_agencies.filter(pk=owner_agency.pk).exists()
+        ):
+            raise ValidationError({"owner_agency": ["Must be a participating agency."]})
+        if owner is not None and owner.agency_id != owner_agency.pk:
+            raise ValidationError({"owner": ["Must belong to the owner agency."]})
+        previous_status = action.status
+        for name, value in changes.items():
+            setattr(action, name, value.strip() if isinstance(value, str) else value)
+        now = timezone.now()
+        action.updated_at = now
+        if action.status in (ActionStatus.DONE, ActionStatus.CANCELLED):
+            action.completed_at = action.completed_at or now
+        else:
+            action.completed_at = None
+        action.save()
+        event_append(
+            incident=incident,
+            kind="action.updated",
+            payload={**ActionSerializer(action).data, "previous_status": previous_status},
+            actor=user,
+            subject=action,
+            marking=action.marking,
+        )
+    return action
+
+
+def agency_create(*, user: User, city: City, name: str, short_name: str, type: str) -> Agency:
+    """Add an agency to a city's directory (administrators of that city)."""
+    require(user, Capability.DIRECTORY_MANAGE)
+    errors: dict[str, list[str]] = {}
+    text_required(errors, name=name, short_name=short_name)
+    if type not in AgencyType.values:
+        errors.setdefault("type", []).append(f"Unknown agency type {type!r}.")
+    if not user.is_superuser and city.pk != user.city_id:
+        errors.setdefault("city", []).append("You can only add agencies to your own city.")
+    if Agency.objects.filter(city=city, name__iexact=name.strip()).exists():
+        errors.setdefault("name", []).append("This city already has an agency of that name.")
+    if Agency.objects.filter(city=city, short_name__iexact=short_name.strip()).exists():
+        errors.setdefault("short_name", []).append("This city already has that short name.")
+    errors_raise(errors)
+    return Agency.objects.create(
+        city=city, name=name.strip(), short_name=short_name.strip(), type=type
+    )
+
+
+def _roles_validate(errors: dict[str, list[str]], roles: list[str]) -> list[str]:
+    unknown = [role for role in roles if role not in Role.values]
+    if unknown:
+        errors.setdefault("roles", []).append(f"Unknown roles: {', '.join(unknown)}.")
+    return sorted(set(roles) - set(unknown))
+
+
+def user_create(
+    *,
+    user: User,
+    username: str,
+    agency: Agency,
+    roles: list[str],
+    first_name: str = "",
+    last_name: str = "",
+    email: str = "",
+    phone: str = "",
+    password: str | None = None,
+) -> User:
+    """Add a person to an agency of the administrator's city, with their roles."""
+    require(user, Capability.DIRECTORY_MANAGE)
+    errors: dict[str, list[str]] = {}
+    text_required(errors, username=username)
+    clean_roles = _roles_validate(errors, roles)
+    if not clean_roles:
+        errors.setdefault("roles", []).append("Give at least one role.")
+    if not user.is_superuser and agency.city_id != user.city_id:
+        errors.setdefault("agency", []).append("Must be an agency of your city.")
+    if User.objects.filter(username__iexact=username.strip()).exists():
+        errors.setdefault("username", []).append("A user with that username already exists.")
+    candidate = User(
+        username=username.strip(),
+        agency=agency,
+        first_name=first_name.strip(),
+        last_name=last_name.strip(),
+        email=email.strip(),
+        phone=phone.strip(),
+    )
+    if password:
+        try:
+            validate_password(password, candidate)
+        except ValidationError as exc:
+            errors.setdefault("password", []).extend(exc.messages)
+    errors_raise(errors)
+    with transaction.atomic():
+        if password:
+            candidate.set_password(password)
+        else:
+            candidate.set_unusable_password()
+        candidate.save()
+        user_set_roles(target=candidate, roles=clean_roles)
+    return candidate
+
+
+def user_set_roles(*, target: User, roles: list[str]) -> None:
+    """Replace a user's roles (inside the caller's transaction)."""
+    RoleAssignment.objects.filter(user=target).exclude(role__in=roles).delete()
+    RoleAssignment.objects.bulk_create(
+        [RoleAssignment(user=target, role=role) for role in roles], ignore_conflicts=True
+    )
+    target.__dict__.pop("roles", None)

@@ -1,0 +1,29 @@
+"""Periodic work of the coordination app."""
+
+import logging
+
+from celery import shared_task
+
+from incidents.models import Incident
+
+from .services import decision_log_verify
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task
+def decision_logs_verify() -> dict[str, int]:
+    """Verify every incident's decision chain; log loudly where one is broken."""
+    checked = broken = 0
+    for incident_id, reference in Incident.objects.values_list("pk", "reference").iterator():
+        report = decision_log_verify(incident_id=incident_id)
+        checked += 1
+        if not report.intact:
+            broken += 1
+            logger.error(
+                "decision log of %s is broken at entry %s: %s",
+                reference,
+                report.broken_at,
+                report.reason,
+            )
+    return {"checked": checked, "broken": broken}

@@ -1,0 +1,46 @@
+"""URL map: admin, the REST API under /api/v1/, and its schema and docs."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from coordination.api import (
+    ActionViewSet,
+    AgencyViewSet,
+    DecisionViewSet,
+    MeView,
+    TokenView,
+    UserViewSet,
+)
+from incidents.api import (
+    IncidentEventViewSet,
+    IncidentViewSet,
+    MethaneReportViewSet,
+    TimelineEntryViewSet,
+)
+
+router = SimpleRouter()
+router.include_format_suffixes = False
+incident = r"incidents/(?P<incident_pk>[0-9]+)"
+router.register("incidents", IncidentViewSet, basename="incident")
+router.register(f"{incident}/decisions", DecisionViewSet, basename="incident-decision")
+router.register(f"{incident}/methane", MethaneReportViewSet, basename="incident-methane")
+router.register(f"{incident}/actions", ActionViewSet, basename="incident-action")
+router.register(f"{incident}/timeline", TimelineEntryViewSet, basename="incident-timeline")
+router.register(f"{incident}/events", IncidentEventViewSet, basename="incident-event")
+router.register("agencies", AgencyViewSet, basename="agency")
+router.register("users", UserViewSet, basename="user")
+
+api_v1 = [
+    path("auth/token/", TokenView.as_view(), name="api-token"),
+    path("me/", MeView.as_view(), name="api-me"),
+    *router.urls,
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]

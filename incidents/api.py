@@ -1,0 +1,230 @@
+"""REST endpoints for incidents, M/ETHANE reports, the timeline and the event stream."""
+
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, pagination, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
+
+from coordination.roles import Capability
+
+from .models import Incident, IncidentEvent, MethaneReport, TimelineEntry
+from .serializers import (
+    IncidentCreateSerializer,
+    IncidentEventSerializer,
+    IncidentSerializer,
+    MethaneInputSerializer,
+    MethaneReportSerializer,
+    TimelineEntrySerializer,
+    TimelineInputSerializer,
+    TransitionSerializer,
+)
+from .services import incident_open, incident_transition, methane_submit, timeline_add
+
+INCIDENT_PATH_PARAMETER = OpenApiParameter(
+    "incident_pk", OpenApiTypes.INT, OpenApiParameter.PATH, description="The incident's id."
+)
+
+
+def validated(serializer_class: type[serializers.Serializer], request, **kwargs) -> dict:
+    """Check the request body's shape; a bad field answers 400 naming it."""
+    serializer = serializer_class(data=request.data, context={"request": request}, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+class IncidentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Incidents the caller's agency participates in."""
+
+    serializer_class = IncidentSerializer
+    filterset_fields = ["status", "type", "level", "is_exercise"]
+    required_capabilities = {
+        "list": Capability.VIEW,
+        "retrieve": Capability.VIEW,
+        "create": Capability.INCIDENT_OPEN,
+        "transition": Capability.INCIDENT_TRANSITION,
+    }
+
+    def get_queryset(self) -> QuerySet[Incident]:
+        return (
+            Incident.objects.visible_to(self.request.user)
+            .select_related("city", "lead_agency", "neutral_commander")
+            .prefetch_related("participating_agencies")
+        )
+
+    @extend_schema(request=IncidentCreateSerializer, responses={201: IncidentSerializer})
+    def create(self, request):
+        data = validated(IncidentCreateSerializer, request)
+        incident = incident_open(user=request.user, **data)
+        return Response(
+            self.get_serializer(self.get_queryset().get(pk=incident.pk)).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+    @extend_schema(request=TransitionSerializer, responses={200: IncidentSerializer})
+    @action(detail=True, methods=["post"])
+    def transition(self, request, pk=None):
+        incident = self.get_object()
+        data = validated(TransitionSerializer, request)
+        incident_transition(incident_id=incident.pk, user=request.user, to=data["to"])
+        return Response(self.get_serializer(self.get_queryset().get(pk=incident.pk)).data)
+
+
+class IncidentScopedViewSet(viewsets.GenericViewSet):
+    """Base of every ``/incidents/{incident_pk}/...`` endpoint.
+
+    The incident is looked up through the access rule first (404 if invisible), then the items
+    through their own ``visible_to``.
+    """
+
+    model: type = IncidentEvent  # overridden by each subclass
+
+    def get_incident(self) -> Incident:
+        if not hasattr(self, "_incident"):
+            self._incident = get_object_or_404(
+                Incident.objects.visible_to(self.request.user), pk=self.kwargs["incident_pk"]
+            )
+        return self._incident
+
+    def get_queryset(self) -> QuerySet:
+        if getattr(self, "swagger_fake_view", False):  # schema generation has no incident
+            return self.model.objects.none()
+        return self.item_queryset(
+            self.model.objects.visible_to(self.request.user).filter(incident=self.get_incident())
+        )
+
+    def item_queryset(self, queryset: QuerySet) -> QuerySet:
+        return queryset
+
+
+@extend_schema(parameters=[INCIDENT_PATH_PARAMETER])
+class MethaneReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IncidentScopedViewSet):
+    """Versions of the incident's M/ETHANE report, oldest first; the last is current."""
+
+    model = MethaneReport
+    serializer_class = MethaneReportSerializer
+    required_capabilities = {
+        "list": Capability.VIEW,
+        "retrieve": Capability.VIEW,
+        "create": Capability.LOG_WRITE,
+    }
+
+    def item_queryset(self, queryset):
+        return queryset.select_related(
+            "submitted_by", "submitted_agency", "superseded_by"
+        ).order_by("version")
+
+    @extend_schema(request=MethaneInputSerializer, responses={201: MethaneReportSerializer})
+    def create(self, request, incident_pk=None):
+        incident = self.get_incident()
+        data = validated(MethaneInputSerializer, request)
+        report = methane_submit(incident_id=incident.pk, user=request.user, **data)
+        return Response(
+            self.get_serializer(self.get_queryset().get(pk=report.pk)).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+
+@extend_schema(parameters=[INCIDENT_PATH_PARAMETER])
+class TimelineEntryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IncidentScopedViewSet):
+    """Significant events of the incident, in the order they happened."""
+
+    model = TimelineEntry
+    serializer_class = TimelineEntrySerializer
+    required_capabilities = {
+        "list": Capability.VIEW,
+        "retrieve": Capability.VIEW,
+        "create": Capability.LOG_WRITE,
+    }
+
+    def item_queryset(self, queryset):
+        return queryset.select_related("author", "author_agency").order_by("occurred_at", "id")
+
+    @extend_schema(request=TimelineInputSerializer, responses={201: TimelineEntrySerializer})
+    def create(self, request, incident_pk=None):
+        incident = self.get_incident()
+        data = validated(TimelineInputSerializer, request)
+        entry = timeline_add(incident_id=incident.pk, user=request.user, **data)
+        return Response(
+            self.get_serializer(self.get_queryset().get(pk=entry.pk)).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class EventPagination(pagination.BasePagination):
+    """Events after a sequence number, oldest first: how a client catches up after a gap."""
+
+    default_limit = 200
+    max_limit = 1000
+
+    def paginate_queryset(self, queryset, request, view=None):
+        errors = {}
+        try:
+            self.after = int(request.query_params.get("after", 0))
+            if self.after < 0:
+                raise ValueError
+        except ValueError:
+            errors["after"] = ["Must be a whole number, 0 or more."]
+        try:
+            self.limit = int(request.query_params.get("limit", self.default_limit))
+            if not 1 <= self.limit <= self.max_limit:
+                raise ValueError
+        except ValueError:
+            errors["limit"] = [f"Must be a whole number from 1 to {self.max_limit}."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        self.request = request
+        page = list(queryset.filter(seq__gt=self.after).order_by("seq")[: self.limit + 1])
+        self.has_more = len(page) > self.limit
+        self.page = page[: self.limit]
+        return self.page
+
+    def get_paginated_response(self, data):
+        next_url = None
+        if self.has_more:
+            next_url = replace_query_param(
+                self.request.build_absolute_uri(), "after", self.page[-1].seq
+            )
+        return Response({"next": next_url, "results": data})
+
+    def get_paginated_response_schema(self, schema):
+        return {
+            "type": "object",
+            "required": ["results"],
+            "properties": {
+                "next": {"type": "string", "nullable": True, "format": "uri"},
+                "results": schema,
+            },
+        }
+
+    def get_schema_operation_parameters(self, view):
+        return [
+            {
+                "name": "after",
+                "in": "query",
+                "required": False,
+                "description": "Return events with a sequence number above this one.",
+                "schema": {"type": "integer", "minimum": 0},
+            },
+            {
+                "name": "limit",
+                "in": "query",
+                "required": False,
+                "description": f"At most this many events (default {self.default_limit}).",
+                "schema": {"type": "integer", "minimum": 1, "maximum": self.max_limit},
+            },
+        ]
+
+
+@extend_schema(parameters=[INCIDENT_PATH_PARAMETER])
+class IncidentEventViewSet(mixins.ListModelMixin, IncidentScopedViewSet):
+    """The incident's event stream, for replay after a gap or a reconnect."""
+
+    model = IncidentEvent
+    serializer_class = IncidentEventSerializer
+    pagination_class = EventPagination
+    filter_backends: list = []
+    required_capabilities = {"list": Capability.VIEW}

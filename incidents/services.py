@@ -1,0 +1,280 @@
+"""Writes to incidents, M/ETHANE reports and the timeline. Each appends its incident event.
+
+Lock order, everywhere: the city row (only when numbering a new incident), then the incident row.
+"""
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from coordination.markings import DEFAULT_MARKING, marking_validate
+from coordination.models import Agency, City, User
+from coordination.roles import Capability
+from coordination.validation import (
+    coordinates_check,
+    errors_raise,
+    not_in_future,
+    recording_agency,
+    require,
+    text_required,
+)
+from ctpn.errors import Conflict
+
+from .events import event_append
+from .models import (
+    Incident,
+    IncidentLevel,
+    IncidentStatus,
+    IncidentType,
+    MethaneReport,
+    TimelineCategory,
+    TimelineEntry,
+)
+from .serializers import IncidentSerializer, MethaneReportSerializer, TimelineEntrySerializer
+
+
+def incident_lock_for_write(*, incident_id: int, user: User, capability: str) -> Incident:
+    """Lock and return an incident the user may see and change; refuse a closed one.
+
+    Raises ``Incident.DoesNotExist`` when the user may not see it (so it answers 404, not 403).
+    """
+    incident = Incident.objects.visible_to(user).select_for_update().get(pk=incident_id)
+    require(user, capability)
+    if incident.status == IncidentStatus.CLOSED:
+        raise Conflict(f"{incident.reference} is closed; it accepts no further entries.")
+    return incident
+
+
+def incident_open(
+    *,
+    user: User,
+    title: str,
+    type: str,
+    level: int,
+    lead_agency: Agency,
+    participating_agencies: list[Agency] = (),  # type: ignore[assignment]
+    neutral_commander: User | None = None,
+    latitude: Decimal | None = None,
+    longitude: Decimal | None = None,
+    location_description: str = "",
+    is_exercise: bool = False,
+    opened_at: datetime | None = None,
+) -> Incident:
+    """Open an incident led by ``lead_agency``; the lead and the opener's agency take part."""
+    require(user, Capability.INCIDENT_OPEN)
+    errors: dict[str, list[str]] = {}
+    text_required(errors, title=title)
+    if type not in IncidentType.values:
+        errors.setdefault("type", []).append(f"Unknown incident type {type!r}.")
+    if level not in IncidentLevel.values:
+        errors.setdefault("level", []).append(f"Level must be one of {IncidentLevel.values}.")
+    coordinates_check(errors, latitude, longitude)
+    not_in_future(errors, "opened_at", opened_at)
+    if not lead_agency.is_active:
+        errors.setdefault("lead_agency", []).append("This agency is inactive.")
+    if not user.is_superuser and lead_agency.city_id != user.city_id:
+        errors.setdefault("lead_agency", []).append("Must be an agency of your city.")
+    agencies = {lead_agency.pk: lead_agency}
+    if user.agency_id:
+        agencies[user.agency_id] = user.agency
+    for agency in participating_agencies:
+        agencies[agency.pk] = agency
+        if agency.city_id != lead_agency.city_id:
+            errors.setdefault("participating_agencies", []).append(
+                f"{agency} belongs to another city than the lead agency."
+            )
+    if neutral_commander is not None and neutral_commander.agency_id not in agencies:
+        errors.setdefault("neutral_commander", []).append("Must belong to a participating agency.")
+    errors_raise(errors)
+
+    now = timezone.now()
+    opened_at = opened_at or now
+    with transaction.atomic():
+        # The city row serialises numbering: two incidents opened at once get consecutive numbers.
+        city = City.objects.select_for_update().get(pk=lead_agency.city_id)
+        year = opened_at.astimezone(city.zone).year
+        last = (
+            Incident.objects.filter(city=city, year=year).order_by("-number").values("number")[:1]
+        )
+        number = (last[0]["number"] if last else 0) + 1
+        incident = Incident.objects.create(
+            city=city,
+            year=year,
+            number=number,
+            reference=f"{city.code}-{year}-{number:04d}",
+            title=title.strip(),
+            type=type,
+            level=level,
+            latitude=latitude,
+            longitude=longitude,
+            location_description=location_description.strip(),
+            lead_agency=lead_agency,
+            neutral_commander=neutral_commander,
+            is_exercise=is_exercise,
+            opened_at=opened_at,
+            created_by=user,
+            updated_at=now,
+        )
+        incident.participating_agencies.set(agencies.values())
+        event_append(
+            incident=incident,
+            kind="incident.opened",
+            payload=_incident_payload(incident),
+            actor=user,
+            subject=incident,
+        )
+    return incident
+
+
+def incident_transition(*, incident_id: int, user: User, to: str) -> Incident:
+    """Move an incident along its lifecycle; refuse anything else, saying what is allowed."""
+    with transaction.atomic():
+        incident = Incident.objects.visible_to(user).select_for_update().get(pk=incident_id)
+        require(user, Capability.INCIDENT_TRANSITION)
+        if to not in IncidentStatus.values:
+            raise ValidationError({"to": [f"Unknown status {to!r}."]})
+        allowed = list(incident.allowed_transitions)
+        if to not in allowed:
+            reason = (
+                f"{incident.reference} is closed; closed is final."
+                if not allowed
+                else f"{incident.reference} cannot move from {incident.status} to {to}."
+            )
+            raise Conflict(reason, allowed=allowed)
+        previous = incident.status
+        incident.status = to
+        if to == IncidentStatus.CLOSED:
+            incident.closed_at = timezone.now()
+        incident.save(update_fields=["status", "closed_at"])
+        event_append(
+            incident=incident,
+            kind="incident.transitioned",
+            payload={**_incident_payload(incident), "from": previous},
+            actor=user,
+            subject=incident,
+        )
+    return incident
+
+
+def _incident_payload(incident: Incident) -> dict[str, Any]:
+    return dict(IncidentSerializer(incident).data)
+
+
+def methane_submit(
+    *,
+    incident_id: int,
+    user: User,
+    major_incident_declared: bool,
+    exact_location: str,
+    incident_type: str,
+    hazards: str,
+    access: str,
+    emergency_services_present: str,
+    emergency_services_required: str,
+    casualties_fatal: int | None = None,
+    casualties_p1: int | None = None,
+    casualties_p2: int | None = None,
+    casualties_p3: int | None = None,
+    casualties_notes: str = "",
+    latitude: Decimal | None = None,
+    longitude: Decimal | None = None,
+    marking: str = DEFAULT_MARKING,
+) -> MethaneReport:
+    """Submit a new M/ETHANE report; it supersedes the incident's latest one."""
+    errors: dict[str, list[str]] = {}
+    text_required(
+        errors,
+        exact_location=exact_location,
+        incident_type=incident_type,
+        hazards=hazards,
+        access=access,
+        emergency_services_present=emergency_services_present,
+        emergency_services_required=emergency_services_required,
+    )
+    coordinates_check(errors, latitude, longitude)
+    errors_raise(errors)
+    marking_validate(marking)
+    with transaction.atomic():
+        incident = incident_lock_for_write(
+            incident_id=incident_id, user=user, capability=Capability.LOG_WRITE
+        )
+        latest = incident.methane_reports.order_by("-version").first()
+        report = MethaneReport.objects.create(
+            incident=incident,
+            version=latest.version + 1 if latest else 1,
+            supersedes=latest,
+            major_incident_declared=major_incident_declared,
+            exact_location=exact_location.strip(),
+            latitude=latitude,
+            longitude=longitude,
+            incident_type=incident_type.strip(),
+            hazards=hazards.strip(),
+            access=access.strip(),
+            casualties_fatal=casualties_fatal,
+            casualties_p1=casualties_p1,
+            casualties_p2=casualties_p2,
+            casualties_p3=casualties_p3,
+            casualties_notes=casualties_notes.strip(),
+            emergency_services_present=emergency_services_present.strip(),
+            emergency_services_required=emergency_services_required.strip(),
+            submitted_by=user,
+            submitted_agency=recording_agency(user),
+            submitted_at=timezone.now(),
+            marking=marking,
+        )
+        event_append(
+            incident=incident,
+            kind="methane.submitted",
+            payload=dict(MethaneReportSerializer(report).data),
+            actor=user,
+            subject=report,
+            marking=marking,
+        )
+    return report
+
+
+def timeline_add(
+    *,
+    incident_id: int,
+    user: User,
+    text: str,
+    occurred_at: datetime | None = None,
+    category: str = TimelineCategory.SIGNIFICANT_EVENT,
+    marking: str = DEFAULT_MARKING,
+) -> TimelineEntry:
+    """Record a significant event on the incident's timeline."""
+    errors: dict[str, list[str]] = {}
+    text_required(errors, text=text)
+    if category not in TimelineCategory.values:
+        errors.setdefault("category", []).append(f"Unknown category {category!r}.")
+    not_in_future(errors, "occurred_at", occurred_at)
+    errors_raise(errors)
+    marking_validate(marking)
+    with transaction.atomic():
+        incident = incident_lock_for_write(
+            incident_id=incident_id, user=user, capability=Capability.LOG_WRITE
+        )
+        now = timezone.now()
+        entry = TimelineEntry.objects.create(
+            incident=incident,
+            occurred_at=occurred_at or now,
+            recorded_at=now,
+            category=category,
+            text=text.strip(),
+            author=user,
+            author_agency=recording_agency(user),
+            marking=marking,
+        )
+        event_append(
+            incident=incident,
+            kind="timeline.added",
+            payload=dict(TimelineEntrySerializer(entry).data),
+            actor=user,
+            subject=entry,
+            marking=marking,
+        )
+    return entry

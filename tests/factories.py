@@ -1,0 +1,69 @@
+"""factory_boy factories for the domain. Writes that have services go through them."""
+
+from datetime import timedelta
+
+import factory
+from django.utils import timezone
+
+from coordination.models import Agency, AgencyType, City, User
+from coordination.roles import Role
+from coordination.services import user_set_roles
+
+
+class CityFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = City
+        django_get_or_create = ("code",)
+
+    name = factory.Sequence(lambda n: f"City {n}")
+    code = factory.Sequence(lambda n: f"C{chr(65 + n // 26 % 26)}{chr(65 + n % 26)}")
+    time_zone = "Europe/Stockholm"
+
+
+class AgencyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Agency
+
+    city = factory.SubFactory(CityFactory)
+    name = factory.Sequence(lambda n: f"Agency {n}")
+    short_name = factory.Sequence(lambda n: f"AG{n}")
+    type = AgencyType.POLICE
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    """A user with roles: ``UserFactory(roles=[Role.LOGGIST])``; default liaison officer."""
+
+    class Meta:
+        model = User
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    first_name = factory.Faker("first_name")
+    last_name = factory.Faker("last_name")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.org")
+    agency = factory.SubFactory(AgencyFactory)
+    password = factory.django.Password("correct horse battery staple")
+
+    @factory.post_generation
+    def roles(self, create, extracted, **kwargs):
+        if create:
+            user_set_roles(target=self, roles=list(extracted or [Role.LIAISON_OFFICER]))
+
+
+def decision_fields(**overrides):
+    """Keyword arguments for ``decision_record`` with every JDM section filled in."""
+    fields = {
+        "information": "Reports of an armed attacker at the central station.",
+        "threat_assessment": "Threat is ongoing; risk to public high.",
+        "working_strategy": "Save life, contain the threat, protect the public.",
+        "powers_policies": "Civil Contingencies Act; joint operating principles.",
+        "options": [
+            {"option": "Evacuate the station", "chosen": True, "reason": "Removes the public."},
+            {"option": "Shelter in place", "chosen": False, "reason": "Attacker still mobile."},
+        ],
+        "decision": "Evacuate the central station and close it to the public.",
+        "rationale": "Protects life while the threat is located.",
+        "decided_at": timezone.now() - timedelta(minutes=1),
+    }
+    fields.update(overrides)
+    return fields
