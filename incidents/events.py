@@ -77,6 +77,8 @@ def event_publish(event: IncidentEvent) -> None:
             incident_group_name(event.incident_id),
             {"type": "incident.event", "event": event_message(event)},
         )
-    except Exception:
+    except Exception as exc:
         # Clients detect the gap and replay from the database; log so operators see the outage.
-        logger.exception("could not publish event %s of incident %s", event.seq, event.incident_id)
+        logger.warning(
+            "could not publish event %s of incident %s: %r", event.seq, event.incident_id, exc
+        )

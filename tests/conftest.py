@@ -5,6 +5,7 @@ The suite runs against real PostgreSQL and Redis (``make test`` provisions both 
 """
 
 import pytest
+from django.db import connections
 from rest_framework.test import APIClient
 
 from coordination.models import AgencyType
@@ -13,6 +14,11 @@ from incidents.models import IncidentLevel, IncidentType
 from incidents.services import incident_open
 
 from .factories import AgencyFactory, CityFactory, UserFactory
+
+# Consumers and threads in the tests open their own connections; persistent ones would outlive the
+# test and keep the test database busy at teardown.
+for database in connections.settings.values():
+    database["CONN_MAX_AGE"] = 0
 
 
 @pytest.fixture

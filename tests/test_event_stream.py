@@ -1,0 +1,187 @@
+"""The incident event stream (invariant 2): gap-free numbers, written with the change, broadcast
+after commit, never for a change that rolled back; and the WebSocket that carries it live."""
+
+import asyncio
+import threading
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.db import connections, transaction
+from django.test import Client
+
+from coordination.roles import Role
+from coordination.services import action_create
+from ctpn.asgi import application
+from incidents.events import event_append, incident_group_name
+from incidents.models import IncidentEvent
+from incidents.services import methane_submit, timeline_add
+
+from .factories import UserFactory
+
+# Services are synchronous; async tests call them the way consumers do.
+timeline_add_async = database_sync_to_async(timeline_add)
+
+METHANE = {
+    "major_incident_declared": True,
+    "exact_location": "Central station",
+    "incident_type": "Marauding attack",
+    "hazards": "Attacker at large",
+    "access": "From the north",
+    "emergency_services_present": "Police",
+    "emergency_services_required": "Ambulances",
+}
+
+
+def seqs(incident) -> list[int]:
+    return list(IncidentEvent.objects.filter(incident=incident).values_list("seq", flat=True))
+
+
+@pytest.mark.django_db
+def test_opening_an_incident_is_its_first_event(incident):
+    event = IncidentEvent.objects.get(incident=incident)
+    assert (event.seq, event.kind, event.subject_type) == (1, "incident.opened", "incident")
+    assert event.payload["reference"] == incident.reference
+    incident.refresh_from_db()
+    assert incident.last_event_seq == 1
+
+
+@pytest.mark.django_db(transaction=True)  # no test-wide transaction around it
+def test_an_event_cannot_be_appended_outside_the_changes_transaction(incident):
+    with pytest.raises(RuntimeError, match="inside the transaction"):
+        event_append(incident=incident, kind="test", payload={})
+
+
+@pytest.mark.django_db
+def test_a_rolled_back_change_gives_its_number_back(incident, liaison):
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort), transaction.atomic():
+        timeline_add(incident_id=incident.pk, user=liaison, text="Will be rolled back")
+        raise Abort
+
+    timeline_add(incident_id=incident.pk, user=liaison, text="Kept")
+    assert seqs(incident) == [1, 2]
+    assert IncidentEvent.objects.get(incident=incident, seq=2).payload["text"] == "Kept"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_numbers_stay_gap_free_under_concurrent_writers(incident, fire, police):
+    """Different kinds of writes from separate connections all queue on the incident row."""
+    writers = [UserFactory(agency=fire, roles=[Role.LIAISON_OFFICER]) for _ in range(3)]
+    writers.append(UserFactory(agency=police, roles=[Role.LOGGIST]))
+    barrier = threading.Barrier(len(writers))
+    failures: list[BaseException] = []
+
+    def write(index: int, user) -> None:
+        try:
+            barrier.wait()
+            for n in range(6):
+                if (index + n) % 3 == 0:
+                    methane_submit(incident_id=incident.pk, user=user, **METHANE)
+                elif (index + n) % 3 == 1:
+                    action_create(
+                        incident_id=incident.pk, user=user, title=f"a{n}", owner_agency=fire
+                    )
+                else:
+                    timeline_add(incident_id=incident.pk, user=user, text=f"{index}/{n}")
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=write, args=pair) for pair in enumerate(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert not failures
+    expected = 1 + len(writers) * 6
+    assert seqs(incident) == list(range(1, expected + 1))
+    versions = list(incident.methane_reports.order_by("version").values_list("version", flat=True))
+    assert versions == list(range(1, len(versions) + 1))
+
+
+async def _subscribe(incident_id: int):
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(incident_group_name(incident_id), channel)
+    return layer, channel
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_committed_change_is_broadcast_through_redis(incident, liaison):
+    layer, channel = await _subscribe(incident.pk)
+
+    await timeline_add_async(incident_id=incident.pk, user=liaison, text="Broadcast me")
+
+    message = await asyncio.wait_for(layer.receive(channel), timeout=5)
+    assert message["type"] == "incident.event"
+    assert message["event"]["seq"] == 2
+    assert message["event"]["kind"] == "timeline.added"
+    assert message["event"]["payload"]["text"] == "Broadcast me"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_rolled_back_change_is_never_broadcast(incident, liaison):
+    layer, channel = await _subscribe(incident.pk)
+
+    def change_then_fail() -> None:
+        with transaction.atomic():
+            timeline_add(incident_id=incident.pk, user=liaison, text="Never happened")
+            transaction.set_rollback(True)
+
+    await database_sync_to_async(change_then_fail)()
+    await timeline_add_async(incident_id=incident.pk, user=liaison, text="Happened")
+
+    message = await asyncio.wait_for(layer.receive(channel), timeout=5)
+    assert message["event"]["payload"]["text"] == "Happened"
+    assert message["event"]["seq"] == 2
+
+
+def _session_headers(user, origin: bytes = b"http://testserver") -> list[tuple[bytes, bytes]]:
+    client = Client()
+    client.force_login(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    return [(b"cookie", cookie), (b"origin", origin), (b"host", b"testserver")]
+
+
+async def _connect(incident_id: int, headers) -> tuple[WebsocketCommunicator, bool, int | None]:
+    communicator = WebsocketCommunicator(
+        application, f"/ws/incidents/{incident_id}/", headers=headers
+    )
+    connected, code = await communicator.connect(timeout=5)
+    return communicator, connected, code
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_participant_receives_changes_live_over_the_websocket(incident, liaison):
+    headers = await database_sync_to_async(_session_headers)(liaison)
+    communicator, connected, _ = await _connect(incident.pk, headers)
+    assert connected
+    try:
+        await timeline_add_async(incident_id=incident.pk, user=liaison, text="Live")
+        event = await communicator.receive_json_from(timeout=5)
+        assert (event["seq"], event["kind"]) == (2, "timeline.added")
+        assert event["payload"]["text"] == "Live"
+    finally:
+        await communicator.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_websocket_refuses_strangers(incident, outsider, liaison):
+    _, connected, code = await _connect(incident.pk, [(b"origin", b"http://testserver")])
+    assert (connected, code) == (False, 4401)
+
+    headers = await database_sync_to_async(_session_headers)(outsider)
+    _, connected, code = await _connect(incident.pk, headers)
+    assert (connected, code) == (False, 4404)
+
+    foreign = await database_sync_to_async(_session_headers)(
+        liaison, origin=b"https://evil.example"
+    )
+    _, connected, _ = await _connect(incident.pk, foreign)
+    assert not connected
