@@ -168,6 +168,8 @@ STORAGES = {
 }
 # The embedded default serves static files straight from the apps, with no collectstatic step.
 WHITENOISE_USE_FINDERS = not PRODUCTION
+if not PRODUCTION:
+    STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns about a missing root on every start
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 

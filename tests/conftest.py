@@ -4,6 +4,8 @@ The suite runs against real PostgreSQL and Redis (``make test`` provisions both 
 ``DATABASE_URL`` / ``REDIS_URL`` are not given).
 """
 
+import os
+
 import pytest
 from django.db import connections
 from rest_framework.test import APIClient
@@ -91,3 +93,51 @@ def api():
         return client
 
     return client_for
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's Chromium; `make test` installs it
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run browser tests last: while Chromium is open, Django's async-safety check is relaxed for
+    the test thread, and no other test should run without that check."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A real headless Chromium driven by Playwright, shared by the session's browser tests.
+
+    Playwright runs an event loop in the test thread, so the test's own ORM calls (fixtures, the
+    live server's data) need Django's async-safety check relaxed while it is open.
+    """
+    from playwright.sync_api import sync_playwright
+
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--headless",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+            ],
+        )
+        yield chromium
+        chromium.close()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser tab."""
+    context = browser.new_context()
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    yield tab
+    context.close()
