@@ -21,9 +21,10 @@ run: ## Run everything on the embedded default (SQLite, local Redis) at http://1
 test: ## Lint, Django checks and pytest against PostgreSQL and Redis (provisioned if not given)
 	@bash scripts/test.sh $(ARGS)
 
-lint: venv ## ruff check and ruff format --check
+lint: venv ## ruff check, ruff format --check and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 fmt: venv ## Fix what ruff can fix and format the code
 	$(BIN)/ruff check --fix .

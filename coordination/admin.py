@@ -59,7 +59,7 @@ class UserAdmin(DjangoUserAdmin):
     list_select_related = ["agency"]
     inlines = [RoleAssignmentInline]
     fieldsets = (
-        *DjangoUserAdmin.fieldsets,
+        *(DjangoUserAdmin.fieldsets or ()),
         ("Agency", {"fields": ("agency", "phone")}),
     )
     add_fieldsets = (

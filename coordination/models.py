@@ -5,6 +5,7 @@ import json
 import zoneinfo
 from datetime import UTC, datetime
 from functools import cached_property
+from typing import ClassVar
 
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.core.exceptions import ValidationError
@@ -101,7 +102,7 @@ class User(AbstractUser):
     )
     phone = models.CharField(max_length=32, blank=True)
 
-    objects = CtpnUserManager()
+    objects: ClassVar[CtpnUserManager] = CtpnUserManager()
 
     class Meta:
         ordering = ["username"]
@@ -119,7 +120,7 @@ class User(AbstractUser):
 
     @property
     def city_id(self) -> int | None:
-        return self.agency.city_id if self.agency_id else None
+        return self.agency.city_id if self.agency is not None else None
 
 
 class RoleAssignment(models.Model):

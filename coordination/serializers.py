@@ -1,10 +1,12 @@
 """API representations of the coordination app. Input serializers check shape; services decide."""
 
+from django.db import models
 from rest_framework import serializers
 
 from .markings import DEFAULT_MARKING, Marking
-from .models import Action, ActionStatus, Agency, Decision, DecisionPosition, User
+from .models import Action, ActionStatus, Agency, AgencyType, Decision, DecisionPosition, User
 from .roles import Capability, Role, user_can
+from .validation import EARLIEST_INSTANT
 
 
 class VisibleRelatedField(serializers.PrimaryKeyRelatedField):
@@ -15,7 +17,22 @@ class VisibleRelatedField(serializers.PrimaryKeyRelatedField):
 
     def get_queryset(self):
         user = self.context["request"].user
-        return self.queryset.visible_to(user)  # type: ignore[union-attr]
+        return self.queryset.visible_to(user)
+
+
+class InstantField(serializers.DateTimeField):
+    """A moment in the life of an incident, as a client sends it.
+
+    Times before 2000 are refused: none is plausible here, and the earliest ones cannot even be
+    converted to the time zone of a city west of Greenwich (year 1 overflows), which would turn
+    a typing slip into a server error.
+    """
+
+    def to_internal_value(self, value):
+        instant = super().to_internal_value(value)
+        if instant < EARLIEST_INSTANT:
+            raise serializers.ValidationError("Must be in the year 2000 or later.")
+        return instant
 
 
 class AgencySerializer(serializers.ModelSerializer):
@@ -29,7 +46,7 @@ class AgencyCreateSerializer(serializers.Serializer):
     city = serializers.IntegerField(required=False, help_text="Defaults to your own city.")
     name = serializers.CharField(max_length=200)
     short_name = serializers.CharField(max_length=30)
-    type = serializers.ChoiceField(choices=Agency._meta.get_field("type").choices)
+    type = serializers.ChoiceField(choices=AgencyType.choices)
 
 
 class UserSerializer(serializers.ModelSerializer):
@@ -72,12 +89,26 @@ class MeSerializer(UserSerializer):
         return [capability for capability in Capability.values if user_can(user, capability)]
 
 
+def _max_length(name: str) -> int:
+    field = User._meta.get_field(name)
+    assert isinstance(field, models.CharField) and field.max_length
+    return field.max_length
+
+
 class UserCreateSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150)
-    first_name = serializers.CharField(max_length=150, required=False, default="")
-    last_name = serializers.CharField(max_length=150, required=False, default="")
-    email = serializers.EmailField(required=False, default="")
-    phone = serializers.CharField(max_length=32, required=False, default="")
+    # Lengths and the username's characters as the model defines them: the service does not run
+    # the model's field validators, and a value past a column's length would fail in the database.
+    username = serializers.CharField(
+        max_length=_max_length("username"), validators=[User.username_validator]
+    )
+    first_name = serializers.CharField(
+        max_length=_max_length("first_name"), required=False, default=""
+    )
+    last_name = serializers.CharField(
+        max_length=_max_length("last_name"), required=False, default=""
+    )
+    email = serializers.EmailField(max_length=_max_length("email"), required=False, default="")
+    phone = serializers.CharField(max_length=_max_length("phone"), required=False, default="")
     agency = VisibleRelatedField(queryset=Agency.objects.all())
     roles = serializers.ListField(child=serializers.ChoiceField(choices=Role.choices))
     password = serializers.CharField(
@@ -101,7 +132,7 @@ class OptionSerializer(serializers.Serializer):
 
 
 class DecisionSerializer(serializers.ModelSerializer):
-    label = serializers.CharField(read_only=True)
+    label = serializers.CharField(read_only=True)  # type: ignore[assignment]
     options = OptionSerializer(many=True, read_only=True)
     author_name = serializers.CharField(source="author.__str__", read_only=True)
     author_agency_name = serializers.CharField(source="author_agency.short_name", read_only=True)
@@ -159,9 +190,9 @@ class DecisionInputSerializer(serializers.Serializer):
     options = OptionSerializer(many=True, allow_empty=False)
     decision = serializers.CharField()
     rationale = serializers.CharField()
-    decided_at = serializers.DateTimeField()
+    decided_at = InstantField()
     late_entry_reason = serializers.CharField(required=False, allow_blank=True, default="")
-    review_by = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    review_by = InstantField(required=False, allow_null=True, default=None)
     agreed_by = VisibleRelatedField(queryset=Agency.objects.all(), many=True, required=False)
     dissents = DissentSerializer(many=True, required=False)
     marking = serializers.ChoiceField(choices=Marking.choices, default=DEFAULT_MARKING)
@@ -205,7 +236,7 @@ class ActionInputSerializer(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True, default="")
     owner_agency = VisibleRelatedField(queryset=Agency.objects.all())
     owner = VisibleRelatedField(queryset=User.objects.all(), required=False, allow_null=True)
-    due_at = serializers.DateTimeField(required=False, allow_null=True)
+    due_at = InstantField(required=False, allow_null=True)
     decision = VisibleRelatedField(queryset=Decision.objects.all(), required=False, allow_null=True)
     marking = serializers.ChoiceField(choices=Marking.choices, default=DEFAULT_MARKING)
 
@@ -216,4 +247,4 @@ class ActionPatchSerializer(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True)
     owner_agency = VisibleRelatedField(queryset=Agency.objects.all(), required=False)
     owner = VisibleRelatedField(queryset=User.objects.all(), required=False, allow_null=True)
-    due_at = serializers.DateTimeField(required=False, allow_null=True)
+    due_at = InstantField(required=False, allow_null=True)

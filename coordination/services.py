@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from ctpn.errors import Conflict
@@ -30,7 +30,7 @@ from .models import (
 )
 from .roles import Capability, Role
 from .serializers import ActionSerializer, DecisionSerializer
-from .validation import errors_raise, not_in_future, recording_agency, require, text_required
+from .validation import errors_raise, instant_check, recording_agency, require, text_required
 
 
 def _options_validate(errors: dict[str, list[str]], options: Any) -> list[dict[str, Any]]:
@@ -88,7 +88,8 @@ def decision_record(
         rationale=rationale,
     )
     cleaned_options = _options_validate(errors, options)
-    not_in_future(errors, "decided_at", decided_at)
+    instant_check(errors, "decided_at", decided_at, future=False)
+    instant_check(errors, "review_by", review_by, future=True)
     recorded_at = timezone.now()
     late_after = timedelta(minutes=settings.DECISION_LATE_ENTRY_MINUTES)
     if decided_at and recorded_at - decided_at > late_after and not late_entry_reason.strip():
@@ -234,6 +235,7 @@ def action_create(
     """Give an agency (and optionally a person) something to do on an incident."""
     errors: dict[str, list[str]] = {}
     text_required(errors, title=title)
+    instant_check(errors, "due_at", due_at, future=True)
     if owner is not None and owner.agency_id != owner_agency.pk:
         errors.setdefault("owner", []).append("Must belong to the owner agency.")
     errors_raise(errors)
@@ -284,6 +286,7 @@ def action_update(*, action_id: int, user: User, **changes: Any) -> Action:
         errors.setdefault("status", []).append(f"Unknown status {changes['status']!r}.")
     if "title" in changes:
         text_required(errors, title=changes["title"])
+    instant_check(errors, "due_at", changes.get("due_at"), future=True)
     errors_raise(errors)
     with transaction.atomic():
         incident_id = (
@@ -337,9 +340,13 @@ def agency_create(*, user: User, city: City, name: str, short_name: str, type: s
     if Agency.objects.filter(city=city, short_name__iexact=short_name.strip()).exists():
         errors.setdefault("short_name", []).append("This city already has that short name.")
     errors_raise(errors)
-    return Agency.objects.create(
-        city=city, name=name.strip(), short_name=short_name.strip(), type=type
-    )
+    try:
+        with transaction.atomic():
+            return Agency.objects.create(
+                city=city, name=name.strip(), short_name=short_name.strip(), type=type
+            )
+    except IntegrityError as exc:  # a concurrent create of the same name won the race
+        raise ValidationError({"name": ["This city already has an agency of that name."]}) from exc
 
 
 def _roles_validate(errors: dict[str, list[str]], roles: list[str]) -> list[str]:
@@ -372,6 +379,8 @@ def user_create(
         errors.setdefault("agency", []).append("Must be an agency of your city.")
     if User.objects.filter(username__iexact=username.strip()).exists():
         errors.setdefault("username", []).append("A user with that username already exists.")
+    if not agency.is_active:
+        errors.setdefault("agency", []).append("This agency is inactive.")
     candidate = User(
         username=username.strip(),
         agency=agency,
@@ -380,19 +389,27 @@ def user_create(
         email=email.strip(),
         phone=phone.strip(),
     )
+    try:  # the model's own rules: username characters, field lengths, e-mail form
+        candidate.full_clean(exclude=["password", "agency"], validate_unique=False)
+    except ValidationError as exc:
+        for field, messages in exc.message_dict.items():
+            errors.setdefault(field, []).extend(messages)
     if password:
         try:
             validate_password(password, candidate)
         except ValidationError as exc:
             errors.setdefault("password", []).extend(exc.messages)
     errors_raise(errors)
-    with transaction.atomic():
-        if password:
-            candidate.set_password(password)
-        else:
-            candidate.set_unusable_password()
-        candidate.save()
-        user_set_roles(target=candidate, roles=clean_roles)
+    try:
+        with transaction.atomic():
+            if password:
+                candidate.set_password(password)
+            else:
+                candidate.set_unusable_password()
+            candidate.save()
+            user_set_roles(target=candidate, roles=clean_roles)
+    except IntegrityError as exc:  # a concurrent create of the same username won the race
+        raise ValidationError({"username": ["A user with that username already exists."]}) from exc
     return candidate
 
 

@@ -1,7 +1,7 @@
 """Small checks shared by the services of every app. Errors are collected per field, then raised
 together, so one 400 names every field at fault."""
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -14,6 +14,9 @@ Errors = dict[str, list[str]]
 
 # Tolerated clock difference between a partner's device and the server.
 CLOCK_SKEW = timedelta(minutes=2)
+# No moment of an incident is earlier; the very earliest datetimes cannot even be converted to a
+# city's time zone, which would turn a typing slip into a server error.
+EARLIEST_INSTANT = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def require(user, capability: str) -> None:
@@ -27,8 +30,13 @@ def text_required(errors: Errors, **fields: str | None) -> None:
             errors.setdefault(name, []).append("This field may not be blank.")
 
 
-def not_in_future(errors: Errors, field: str, value: datetime | None) -> None:
-    if value is not None and value > timezone.now() + CLOCK_SKEW:
+def instant_check(errors: Errors, field: str, value: datetime | None, *, future: bool) -> None:
+    """A plausible moment: from 2000 on, and not in the future unless ``future`` allows it."""
+    if value is None:
+        return
+    if value < EARLIEST_INSTANT:
+        errors.setdefault(field, []).append("Must be in the year 2000 or later.")
+    elif not future and value > timezone.now() + CLOCK_SKEW:
         errors.setdefault(field, []).append("Must not be in the future.")
 
 

@@ -19,8 +19,15 @@ class DeclaredPermission(permissions.BasePermission):
     def has_permission(self, request, view) -> bool:
         if not (request.user and request.user.is_authenticated):
             return False
+        method = request.method.lower()
+        if (
+            hasattr(view, "action_map")
+            and method not in view.action_map
+            and not hasattr(view, method)
+        ):
+            return True  # no handler for this method: DRF answers 405, and nothing runs
         declared: dict[str, str] = getattr(view, "required_capabilities", {})
-        key = getattr(view, "action", None) or request.method.lower()
+        key = getattr(view, "action", None) or method
         capability = declared.get(key)
         if capability is None:
             return False

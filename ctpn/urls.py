@@ -21,7 +21,6 @@ from incidents.api import (
 )
 
 router = SimpleRouter()
-router.include_format_suffixes = False
 incident = r"incidents/(?P<incident_pk>[0-9]+)"
 router.register("incidents", IncidentViewSet, basename="incident")
 router.register(f"{incident}/decisions", DecisionViewSet, basename="incident-decision")

@@ -1,11 +1,13 @@
 """REST endpoints for incidents, M/ETHANE reports, the timeline and the event stream."""
 
+from typing import Any
+
 from django.db.models import QuerySet
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, pagination, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
@@ -48,6 +50,13 @@ class IncidentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         "transition": Capability.INCIDENT_TRANSITION,
     }
 
+    def check_permissions(self, request) -> None:
+        # Membership before capability: a user whose agency does not take part learns neither that
+        # the incident exists nor what they could do to it. 404, never 403, for any method.
+        if "pk" in self.kwargs and request.user.is_authenticated:
+            get_object_or_404(Incident.objects.visible_to(request.user), pk=self.kwargs["pk"])
+        super().check_permissions(request)
+
     def get_queryset(self) -> QuerySet[Incident]:
         return (
             Incident.objects.visible_to(self.request.user)
@@ -80,7 +89,7 @@ class IncidentScopedViewSet(viewsets.GenericViewSet):
     through their own ``visible_to``.
     """
 
-    model: type = IncidentEvent  # overridden by each subclass
+    model: Any = IncidentEvent  # overridden by each subclass
 
     def get_incident(self) -> Incident:
         if not hasattr(self, "_incident"):
@@ -88,6 +97,13 @@ class IncidentScopedViewSet(viewsets.GenericViewSet):
                 Incident.objects.visible_to(self.request.user), pk=self.kwargs["incident_pk"]
             )
         return self._incident
+
+    def check_permissions(self, request) -> None:
+        # The incident first (404 if invisible), then the capability (403): a non-member must not
+        # tell an incident that exists from one that does not by the answer to a write.
+        if request.user.is_authenticated:
+            self.get_incident()
+        super().check_permissions(request)
 
     def get_queryset(self) -> QuerySet:
         if getattr(self, "swagger_fake_view", False):  # schema generation has no incident

@@ -24,7 +24,7 @@ class IncidentQuerySet(models.QuerySet):
             return self.all()
         if not user.agency_id:
             return self.none()
-        through = self.model.participating_agencies.through
+        through = self.model.participating_agencies.through  # type: ignore[attr-defined]
         participates = Exists(
             through.objects.filter(incident_id=OuterRef("pk"), agency_id=user.agency_id)
         )

@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from coordination.markings import DEFAULT_MARKING, Marking
 from coordination.models import Agency, User
-from coordination.serializers import VisibleRelatedField
+from coordination.serializers import InstantField, VisibleRelatedField
 
 from .models import (
     Incident,
@@ -25,7 +25,9 @@ class IncidentSerializer(serializers.ModelSerializer):
     )
     city_time_zone = serializers.CharField(source="city.time_zone", read_only=True)
     allowed_transitions = serializers.ListField(child=serializers.CharField(), read_only=True)
-    participating_agencies = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    participating_agencies = serializers.ManyRelatedField(
+        child_relation=serializers.PrimaryKeyRelatedField(read_only=True), read_only=True
+    )
 
     class Meta:
         model = Incident
@@ -77,7 +79,7 @@ class IncidentCreateSerializer(serializers.Serializer):
         max_length=300, required=False, allow_blank=True, default=""
     )
     is_exercise = serializers.BooleanField(default=False)
-    opened_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    opened_at = InstantField(required=False, allow_null=True, default=None)
 
 
 class TransitionSerializer(serializers.Serializer):
@@ -129,6 +131,18 @@ class MethaneReportSerializer(serializers.ModelSerializer):
             return None
 
 
+class CasualtyCountField(serializers.IntegerField):
+    """A number of casualties. Bounded by what the column holds: past it the database would
+    refuse the row with an error instead of a 400 naming the field."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("min_value", 0)
+        kwargs.setdefault("max_value", 2_147_483_647)  # PositiveIntegerField on PostgreSQL
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("allow_null", True)
+        super().__init__(**kwargs)
+
+
 class MethaneInputSerializer(serializers.Serializer):
     major_incident_declared = serializers.BooleanField()
     exact_location = serializers.CharField()
@@ -141,10 +155,10 @@ class MethaneInputSerializer(serializers.Serializer):
     incident_type = serializers.CharField()
     hazards = serializers.CharField()
     access = serializers.CharField()
-    casualties_fatal = serializers.IntegerField(min_value=0, required=False, allow_null=True)
-    casualties_p1 = serializers.IntegerField(min_value=0, required=False, allow_null=True)
-    casualties_p2 = serializers.IntegerField(min_value=0, required=False, allow_null=True)
-    casualties_p3 = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    casualties_fatal = CasualtyCountField()
+    casualties_p1 = CasualtyCountField()
+    casualties_p2 = CasualtyCountField()
+    casualties_p3 = CasualtyCountField()
     casualties_notes = serializers.CharField(required=False, allow_blank=True, default="")
     emergency_services_present = serializers.CharField()
     emergency_services_required = serializers.CharField()
@@ -175,7 +189,7 @@ class TimelineEntrySerializer(serializers.ModelSerializer):
 
 class TimelineInputSerializer(serializers.Serializer):
     text = serializers.CharField()
-    occurred_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    occurred_at = InstantField(required=False, allow_null=True, default=None)
     category = serializers.ChoiceField(
         choices=TimelineCategory.choices, default=TimelineCategory.SIGNIFICANT_EVENT
     )

@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -17,7 +17,7 @@ from coordination.roles import Capability
 from coordination.validation import (
     coordinates_check,
     errors_raise,
-    not_in_future,
+    instant_check,
     recording_agency,
     require,
     text_required,
@@ -44,9 +44,24 @@ def incident_lock_for_write(*, incident_id: int, user: User, capability: str) ->
     """
     incident = Incident.objects.visible_to(user).select_for_update().get(pk=incident_id)
     require(user, capability)
+    participation_require(incident, user)
     if incident.status == IncidentStatus.CLOSED:
         raise Conflict(f"{incident.reference} is closed; it accepts no further entries.")
     return incident
+
+
+def participation_require(incident: Incident, user: User) -> None:
+    """Only a participating agency writes to an incident (a city administrator may see one that
+    their agency is not part of, but does not record in it). Superusers act for the platform."""
+    if user.is_superuser:
+        return
+    if (
+        user.agency_id is None
+        or not incident.participating_agencies.filter(pk=user.agency_id).exists()
+    ):
+        raise PermissionDenied(
+            f"Your agency does not take part in {incident.reference}; it can read but not write."
+        )
 
 
 def incident_open(
@@ -73,16 +88,18 @@ def incident_open(
     if level not in IncidentLevel.values:
         errors.setdefault("level", []).append(f"Level must be one of {IncidentLevel.values}.")
     coordinates_check(errors, latitude, longitude)
-    not_in_future(errors, "opened_at", opened_at)
+    instant_check(errors, "opened_at", opened_at, future=False)
     if not lead_agency.is_active:
         errors.setdefault("lead_agency", []).append("This agency is inactive.")
     if not user.is_superuser and lead_agency.city_id != user.city_id:
         errors.setdefault("lead_agency", []).append("Must be an agency of your city.")
     agencies = {lead_agency.pk: lead_agency}
-    if user.agency_id:
-        agencies[user.agency_id] = user.agency
+    if user.agency is not None:
+        agencies[user.agency.pk] = user.agency
     for agency in participating_agencies:
         agencies[agency.pk] = agency
+        if not agency.is_active:
+            errors.setdefault("participating_agencies", []).append(f"{agency} is inactive.")
         if agency.city_id != lead_agency.city_id:
             errors.setdefault("participating_agencies", []).append(
                 f"{agency} belongs to another city than the lead agency."
@@ -135,6 +152,7 @@ def incident_transition(*, incident_id: int, user: User, to: str) -> Incident:
     with transaction.atomic():
         incident = Incident.objects.visible_to(user).select_for_update().get(pk=incident_id)
         require(user, Capability.INCIDENT_TRANSITION)
+        participation_require(incident, user)
         if to not in IncidentStatus.values:
             raise ValidationError({"to": [f"Unknown status {to!r}."]})
         allowed = list(incident.allowed_transitions)
@@ -251,7 +269,7 @@ def timeline_add(
     text_required(errors, text=text)
     if category not in TimelineCategory.values:
         errors.setdefault("category", []).append(f"Unknown category {category!r}.")
-    not_in_future(errors, "occurred_at", occurred_at)
+    instant_check(errors, "occurred_at", occurred_at, future=False)
     errors_raise(errors)
     marking_validate(marking)
     with transaction.atomic():

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole check, as CI runs it (`make test`, `bash .ci/run`):
-#   ruff check, ruff format --check, manage.py check, makemigrations --check --dry-run, pytest
+#   ruff check, ruff format --check, mypy, manage.py check, makemigrations --check --dry-run, pytest
 # against a real PostgreSQL and Redis. It stops at the first failure.
 #
 # Usage:
@@ -40,6 +40,8 @@ log "ruff check ."
 ruff check .
 log "ruff format --check ."
 ruff format --check .
+log "mypy"
+mypy
 
 provision_services
 

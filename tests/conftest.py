@@ -23,6 +23,12 @@ for database in connections.settings.values():
     database["CONN_MAX_AGE"] = 0
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # Factories hash a password per user; the production hasher would dominate the run time.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def city():
     return CityFactory(name="Stockholm", code="STO", time_zone="Europe/Stockholm")

@@ -6,6 +6,7 @@ Everything in the exercise is written through the services, exactly as the API w
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -139,7 +140,7 @@ class Command(BaseCommand):
                 occurred_at=now - timedelta(minutes=minutes),
             )
 
-        methane = {
+        methane: dict[str, Any] = {
             "exact_location": "Stockholm Central Station, main hall; RVP Vasaplan",
             "incident_type": "Marauding terrorist attack, bladed weapons",
             "access": "Access from Vasagatan only; Klarabergsviadukten closed",
