@@ -154,10 +154,7 @@ class DecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Incident
             entry = decision_supersede(original=supersedes, author=request.user, **data)
         else:
             entry = decision_record(incident_id=incident.pk, author=request.user, **data)
-        return Response(
-            self.get_serializer(self.get_queryset().get(pk=entry.pk)).data,
-            status=status.HTTP_201_CREATED,
-        )
+        return self.created(entry)
 
     @extend_schema(responses=ChainReportSerializer)
     @action(detail=False, methods=["get"])
@@ -199,10 +196,7 @@ class ActionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IncidentSc
         incident = self.get_incident()
         data = validated(ActionInputSerializer, request)
         action_obj = action_create(incident_id=incident.pk, user=request.user, **data)
-        return Response(
-            self.get_serializer(self.get_queryset().get(pk=action_obj.pk)).data,
-            status=status.HTTP_201_CREATED,
-        )
+        return self.created(action_obj)
 
     @extend_schema(request=ActionPatchSerializer, responses={200: ActionSerializer})
     def partial_update(self, request, incident_pk=None, pk=None):

@@ -115,6 +115,13 @@ class IncidentScopedViewSet(viewsets.GenericViewSet):
     def item_queryset(self, queryset: QuerySet) -> QuerySet:
         return queryset
 
+    def created(self, item) -> Response:
+        """201 with the new item as a read would show it (through the access rule)."""
+        return Response(
+            self.get_serializer(self.get_queryset().get(pk=item.pk)).data,
+            status=status.HTTP_201_CREATED,
+        )
+
 
 @extend_schema(parameters=[INCIDENT_PATH_PARAMETER])
 class MethaneReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IncidentScopedViewSet):
@@ -138,10 +145,7 @@ class MethaneReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Inc
         incident = self.get_incident()
         data = validated(MethaneInputSerializer, request)
         report = methane_submit(incident_id=incident.pk, user=request.user, **data)
-        return Response(
-            self.get_serializer(self.get_queryset().get(pk=report.pk)).data,
-            status=status.HTTP_201_CREATED,
-        )
+        return self.created(report)
 
 
 @extend_schema(parameters=[INCIDENT_PATH_PARAMETER])
@@ -164,10 +168,7 @@ class TimelineEntryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Inc
         incident = self.get_incident()
         data = validated(TimelineInputSerializer, request)
         entry = timeline_add(incident_id=incident.pk, user=request.user, **data)
-        return Response(
-            self.get_serializer(self.get_queryset().get(pk=entry.pk)).data,
-            status=status.HTTP_201_CREATED,
-        )
+        return self.created(entry)
 
 
 class EventPagination(pagination.BasePagination):

@@ -67,3 +67,18 @@ def decision_fields(**overrides):
     }
     fields.update(overrides)
     return fields
+
+
+def methane_fields(**overrides):
+    """Keyword arguments for ``methane_submit`` (and a valid API body) with every section filled."""
+    fields = {
+        "major_incident_declared": True,
+        "exact_location": "Central station",
+        "incident_type": "Armed attack",
+        "hazards": "Attacker at large",
+        "access": "From the north",
+        "emergency_services_present": "Police",
+        "emergency_services_required": "Ambulance",
+    }
+    fields.update(overrides)
+    return fields

@@ -19,7 +19,7 @@ from incidents.api import IncidentViewSet
 from incidents.models import Incident, IncidentEvent, MethaneReport, TimelineEntry
 from incidents.services import incident_open, methane_submit, timeline_add
 
-from .factories import AgencyFactory, CityFactory, UserFactory, decision_fields
+from .factories import AgencyFactory, CityFactory, UserFactory, decision_fields, methane_fields
 
 pytestmark = pytest.mark.django_db
 
@@ -109,17 +109,7 @@ def row_counts() -> dict[str, int]:
 def populated_incident(incident, commander, liaison, fire):
     """The incident with one item of every kind an incident-scoped URL can address."""
     decision_record(incident_id=incident.pk, author=liaison, **decision_fields())
-    methane_submit(
-        incident_id=incident.pk,
-        user=liaison,
-        major_incident_declared=True,
-        exact_location="Central station",
-        incident_type="Armed attack",
-        hazards="Attacker at large",
-        access="From the north",
-        emergency_services_present="Police",
-        emergency_services_required="Ambulance",
-    )
+    methane_submit(incident_id=incident.pk, user=liaison, **methane_fields())
     action_create(incident_id=incident.pk, user=liaison, title="Cordon", owner_agency=fire)
     timeline_add(incident_id=incident.pk, user=liaison, text="Shots fired")
     return incident

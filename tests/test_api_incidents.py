@@ -20,7 +20,7 @@ from incidents.models import (
 )
 from incidents.services import incident_open, incident_transition
 
-from .factories import AgencyFactory, CityFactory, UserFactory, decision_fields
+from .factories import AgencyFactory, CityFactory, UserFactory, decision_fields, methane_fields
 
 pytestmark = pytest.mark.django_db
 
@@ -314,15 +314,7 @@ def test_a_closed_incident_refuses_new_log_entries(api, commander, liaison, inci
         (
             "post",
             "methane/",
-            {
-                "major_incident_declared": True,
-                "exact_location": "Central station",
-                "incident_type": "Armed attack",
-                "hazards": "Attacker at large",
-                "access": "From the north",
-                "emergency_services_present": "Police",
-                "emergency_services_required": "Ambulance",
-            },
+            methane_fields(),
         ),
         ("post", "actions/", {"title": "Set up a cordon", "owner_agency": fire.pk}),
         ("patch", f"actions/{action.pk}/", {"status": "done"}),

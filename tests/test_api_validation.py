@@ -12,7 +12,7 @@ from coordination.services import action_create, decision_record
 from incidents.models import Incident, IncidentEvent, MethaneReport, TimelineEntry
 from incidents.services import incident_open
 
-from .factories import AgencyFactory, CityFactory, UserFactory, decision_fields
+from .factories import AgencyFactory, CityFactory, UserFactory, decision_fields, methane_fields
 
 pytestmark = pytest.mark.django_db
 
@@ -62,16 +62,7 @@ def decision_body(**overrides) -> dict:
 
 
 def methane_body(**overrides) -> dict:
-    body = {
-        "major_incident_declared": False,
-        "exact_location": "Central station",
-        "incident_type": "Armed attack",
-        "hazards": "Attacker at large",
-        "access": "From the north",
-        "emergency_services_present": "Police",
-        "emergency_services_required": "Ambulance",
-    }
-    body.update(overrides)
+    body = methane_fields(**{"major_incident_declared": False, **overrides})
     return {name: value for name, value in body.items() if value is not ...}
 
 

@@ -18,20 +18,10 @@ from incidents.events import event_append, incident_group_name
 from incidents.models import IncidentEvent
 from incidents.services import methane_submit, timeline_add
 
-from .factories import UserFactory
+from .factories import UserFactory, methane_fields
 
 # Services are synchronous; async tests call them the way consumers do.
 timeline_add_async = database_sync_to_async(timeline_add)
-
-METHANE = {
-    "major_incident_declared": True,
-    "exact_location": "Central station",
-    "incident_type": "Marauding attack",
-    "hazards": "Attacker at large",
-    "access": "From the north",
-    "emergency_services_present": "Police",
-    "emergency_services_required": "Ambulances",
-}
 
 
 def seqs(incident) -> list[int]:
@@ -80,7 +70,7 @@ def test_numbers_stay_gap_free_under_concurrent_writers(incident, fire, police):
             barrier.wait()
             for n in range(6):
                 if (index + n) % 3 == 0:
-                    methane_submit(incident_id=incident.pk, user=user, **METHANE)
+                    methane_submit(incident_id=incident.pk, user=user, **methane_fields())
                 elif (index + n) % 3 == 1:
                     action_create(
                         incident_id=incident.pk, user=user, title=f"a{n}", owner_agency=fire
