@@ -13,6 +13,7 @@ from coordination.api import (
     TokenView,
     UserViewSet,
 )
+from incidents import views
 from incidents.api import (
     IncidentEventViewSet,
     IncidentViewSet,
@@ -38,6 +39,8 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("", views.home, name="home"),
+    path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
