@@ -7,7 +7,8 @@ from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from incidents.api import INCIDENT_PATH_PARAMETER, IncidentScopedViewSet, validated
+from ctpn.api import validated
+from incidents.api import INCIDENT_PATH_PARAMETER, IncidentScopedViewSet
 
 from .models import Action, Agency, City, Decision, User
 from .roles import Capability

@@ -1,5 +1,6 @@
 """Writes to the joint decision log, actions, and the city directory (agencies and people)."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -71,8 +72,8 @@ def decision_record(
     decided_at: datetime,
     late_entry_reason: str = "",
     review_by: datetime | None = None,
-    agreed_by: list[Agency] = (),  # type: ignore[assignment]
-    dissents: list[tuple[Agency, str]] = (),  # type: ignore[assignment]
+    agreed_by: Sequence[Agency] = (),
+    dissents: Sequence[tuple[Agency, str]] = (),
     marking: str = DEFAULT_MARKING,
     supersedes: Decision | None = None,
 ) -> Decision:

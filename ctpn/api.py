@@ -1,15 +1,22 @@
-"""API wiring shared by every app: pagination and the mapping of service errors to HTTP."""
+"""API wiring shared by every app: input checking, pagination, service errors mapped to HTTP."""
 
 from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from rest_framework import exceptions, pagination, status
+from rest_framework import exceptions, pagination, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from .errors import Conflict
+
+
+def validated(serializer_class: type[serializers.Serializer], request, **kwargs) -> dict:
+    """Check the request body's shape; a bad field answers 400 naming it."""
+    serializer = serializer_class(data=request.data, context={"request": request}, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
 
 
 class PageNumberPagination(pagination.PageNumberPagination):

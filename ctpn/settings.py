@@ -15,7 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
-def env_str(name: str, default: str | None = None) -> str | None:
+def env_str(name: str, default: str) -> str:
     value = os.environ.get(name)
     return default if value is None or value == "" else value
 
@@ -60,7 +60,7 @@ if CTPN_ENV not in {"embedded", "production"}:
     raise ImproperlyConfigured(f"CTPN_ENV must be 'embedded' or 'production', not {CTPN_ENV!r}")
 PRODUCTION = CTPN_ENV == "production"
 
-DATA_DIR = Path(env_str("CTPN_DATA_DIR", str(BASE_DIR / "var")))  # type: ignore[arg-type]
+DATA_DIR = Path(env_str("CTPN_DATA_DIR", str(BASE_DIR / "var")))
 
 if PRODUCTION:
     SECRET_KEY = env_required("SECRET_KEY")
@@ -71,11 +71,11 @@ if PRODUCTION:
     REDIS_URL = env_required("REDIS_URL")
 else:
     # Only good for a machine nobody else reaches; production refuses to start without its own.
-    SECRET_KEY = env_str("SECRET_KEY", "embedded-default-not-secret-" + "x" * 32)  # type: ignore[assignment]
+    SECRET_KEY = env_str("SECRET_KEY", "embedded-default-not-secret-" + "x" * 32)
     ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
-    DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'ctpn.sqlite3'}")  # type: ignore[assignment]
+    DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'ctpn.sqlite3'}")
     # The local Redis that `make run` starts next to the web server, worker and beat.
-    REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:56380/0")  # type: ignore[assignment]
+    REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:56380/0")
 
 DEBUG = env_bool("DEBUG", not PRODUCTION)
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])

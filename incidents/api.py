@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
 from coordination.roles import Capability
+from ctpn.api import validated
 
 from .models import Incident, IncidentEvent, MethaneReport, TimelineEntry
 from .serializers import (
@@ -29,13 +30,6 @@ from .services import incident_open, incident_transition, methane_submit, timeli
 INCIDENT_PATH_PARAMETER = OpenApiParameter(
     "incident_pk", OpenApiTypes.INT, OpenApiParameter.PATH, description="The incident's id."
 )
-
-
-def validated(serializer_class: type[serializers.Serializer], request, **kwargs) -> dict:
-    """Check the request body's shape; a bad field answers 400 naming it."""
-    serializer = serializer_class(data=request.data, context={"request": request}, **kwargs)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
 
 
 class IncidentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

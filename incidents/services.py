@@ -3,6 +3,7 @@
 Lock order, everywhere: the city row (only when numbering a new incident), then the incident row.
 """
 
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -71,7 +72,7 @@ def incident_open(
     type: str,
     level: int,
     lead_agency: Agency,
-    participating_agencies: list[Agency] = (),  # type: ignore[assignment]
+    participating_agencies: Sequence[Agency] = (),
     neutral_commander: User | None = None,
     latitude: Decimal | None = None,
     longitude: Decimal | None = None,
