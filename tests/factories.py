@@ -5,9 +5,19 @@ from datetime import timedelta
 import factory
 from django.utils import timezone
 
-from coordination.models import Agency, AgencyType, City, User
+from coordination.models import (
+    Action,
+    Agency,
+    AgencyType,
+    City,
+    Decision,
+    DecisionPosition,
+    RoleAssignment,
+    User,
+)
 from coordination.roles import Role
 from coordination.services import user_set_roles
+from incidents.models import Incident, IncidentEvent, MethaneReport, TimelineEntry
 
 
 class CityFactory(factory.django.DjangoModelFactory):
@@ -82,3 +92,20 @@ def methane_fields(**overrides):
     }
     fields.update(overrides)
     return fields
+
+
+def row_counts() -> dict[str, int]:
+    """How many rows each written model holds: equal before and after means nothing was written."""
+    models = [
+        Incident,
+        IncidentEvent,
+        Decision,
+        DecisionPosition,
+        Action,
+        MethaneReport,
+        TimelineEntry,
+        Agency,
+        User,
+        RoleAssignment,
+    ]
+    return {model.__name__: model.objects.count() for model in models}

@@ -11,15 +11,22 @@ from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory, force_authenticate
 from rest_framework.views import APIView
 
-from coordination.models import Action, Decision, DecisionPosition
+from coordination.models import Action, Decision
 from coordination.roles import Capability, Role
 from coordination.services import action_create, decision_record
 from ctpn.permissions import DeclaredPermission
 from incidents.api import IncidentViewSet
-from incidents.models import Incident, IncidentEvent, MethaneReport, TimelineEntry
+from incidents.models import Incident
 from incidents.services import incident_open, methane_submit, timeline_add
 
-from .factories import AgencyFactory, CityFactory, UserFactory, decision_fields, methane_fields
+from .factories import (
+    AgencyFactory,
+    CityFactory,
+    UserFactory,
+    decision_fields,
+    methane_fields,
+    row_counts,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -90,19 +97,6 @@ def incident_scoped_urls(incident) -> list[tuple[str, str, URLPattern]]:
             kwargs["pk"] = incident.pk
         urls.append((pattern.name, reverse(pattern.name, kwargs=kwargs), pattern))
     return urls
-
-
-def row_counts() -> dict[str, int]:
-    models = [
-        Incident,
-        IncidentEvent,
-        Decision,
-        DecisionPosition,
-        Action,
-        MethaneReport,
-        TimelineEntry,
-    ]
-    return {model.__name__: model.objects.count() for model in models}
 
 
 @pytest.fixture

@@ -6,32 +6,22 @@ from datetime import datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from coordination.models import Action, Agency, Decision, DecisionPosition, RoleAssignment, User
+from coordination.models import Action, Agency
 from coordination.roles import Role
 from coordination.services import action_create, decision_record
-from incidents.models import Incident, IncidentEvent, MethaneReport, TimelineEntry
+from incidents.models import Incident
 from incidents.services import incident_open
 
-from .factories import AgencyFactory, CityFactory, UserFactory, decision_fields, methane_fields
+from .factories import (
+    AgencyFactory,
+    CityFactory,
+    UserFactory,
+    decision_fields,
+    methane_fields,
+    row_counts,
+)
 
 pytestmark = pytest.mark.django_db
-
-COUNTED = [
-    Incident,
-    IncidentEvent,
-    Decision,
-    DecisionPosition,
-    Action,
-    MethaneReport,
-    TimelineEntry,
-    Agency,
-    User,
-    RoleAssignment,
-]
-
-
-def row_counts() -> dict[str, int]:
-    return {model.__name__: model.objects.count() for model in COUNTED}
 
 
 @contextmanager
