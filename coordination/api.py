@@ -30,7 +30,6 @@ from .services import (
     agency_create,
     decision_log_verify,
     decision_record,
-    decision_supersede,
     user_create,
 )
 
@@ -146,15 +145,8 @@ class DecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Incident
         data = validated(DecisionInputSerializer, request)
         data["dissents"] = [(d["agency"], d["statement"]) for d in data.get("dissents", [])]
         data["options"] = [dict(option) for option in data["options"]]
-        supersedes = data.pop("supersedes", None)
-        if supersedes is not None:
-            if supersedes.incident_id != incident.pk:
-                raise serializers.ValidationError(
-                    {"supersedes": ["That decision belongs to another incident."]}
-                )
-            entry = decision_supersede(original=supersedes, author=request.user, **data)
-        else:
-            entry = decision_record(incident_id=incident.pk, author=request.user, **data)
+        # The incident is the URL's; the service refuses a `supersedes` from any other incident.
+        entry = decision_record(incident_id=incident.pk, author=request.user, **data)
         return self.created(entry)
 
     @extend_schema(responses=ChainReportSerializer)

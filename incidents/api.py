@@ -48,8 +48,14 @@ class IncidentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         # Membership before capability: a user whose agency does not take part learns neither that
         # the incident exists nor what they could do to it. 404, never 403, for any method.
         if "pk" in self.kwargs and request.user.is_authenticated:
-            get_object_or_404(Incident.objects.visible_to(request.user), pk=self.kwargs["pk"])
+            self.get_object()
         super().check_permissions(request)
+
+    def get_object(self) -> Incident:
+        # Looked up once per request: by the membership check above, then reused by the action.
+        if not hasattr(self, "_object"):
+            self._object = super().get_object()
+        return self._object
 
     def get_queryset(self) -> QuerySet[Incident]:
         return (

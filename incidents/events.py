@@ -19,6 +19,7 @@ from django.utils import timezone
 from coordination.markings import DEFAULT_MARKING
 
 from .models import Incident, IncidentEvent
+from .serializers import IncidentEventSerializer
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +63,6 @@ def event_append(
 
 def event_message(event: IncidentEvent) -> dict[str, Any]:
     """The event as clients receive it, live or by replay: the same shape both ways."""
-    from .serializers import IncidentEventSerializer
-
     return dict(IncidentEventSerializer(event).data)
 
 
