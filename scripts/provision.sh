@@ -247,19 +247,24 @@ provision_check() {
     fi
 }
 
+# Stop the daemon whose pid is in file $1: TERM, up to 5 s to exit, then KILL. Succeeds only if
+# there was a process to stop. Also used by scripts/run.sh for its setup Redis.
+stop_pidfile() {
+    local pid i
+    [[ -f "$1" ]] || return 1
+    pid="$(cat "$1")"
+    [[ -n "$pid" ]] && kill "$pid" 2>/dev/null || return 1
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+}
+
 # Stop whatever provision_* started and remove its temporary folder. Safe to call more than once.
 provision_cleanup() {
-    local pid i
-    if [[ -n "$PROVISION_REDIS_PIDFILE" && -f "$PROVISION_REDIS_PIDFILE" ]]; then
-        pid="$(cat "$PROVISION_REDIS_PIDFILE")"
-        if [[ -n "$pid" ]] && kill "$pid" 2>/dev/null; then
-            for ((i = 0; i < 50; i++)); do
-                kill -0 "$pid" 2>/dev/null || break
-                sleep 0.1
-            done
-            kill -9 "$pid" 2>/dev/null || true
-            _prov_log "Redis stopped"
-        fi
+    if [[ -n "$PROVISION_REDIS_PIDFILE" ]]; then
+        stop_pidfile "$PROVISION_REDIS_PIDFILE" && _prov_log "Redis stopped"
         PROVISION_REDIS_PIDFILE=""
     fi
     if [[ -n "$PROVISION_PG_DATA" && -f "$PROVISION_PG_DATA/postmaster.pid" ]]; then

@@ -21,7 +21,7 @@ die() {
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # shellcheck source=scripts/provision.sh
-source "$ROOT/scripts/provision.sh" # for find_system_redis_server; starts nothing
+source "$ROOT/scripts/provision.sh" # for find_system_redis_server and stop_pidfile; starts nothing
 
 bash "$ROOT/scripts/venv.sh"
 export PATH="$ROOT/.venv/bin:$PATH"
@@ -58,15 +58,7 @@ if [[ -z "${REDIS_URL:-}" ]]; then
     # they run: a short-lived one on the same port, stopped again before honcho starts its own.
     setup_pidfile="$CTPN_DATA_DIR/redis-setup.pid"
     stop_setup_redis() {
-        local pid i
-        [[ -f "$setup_pidfile" ]] || return 0
-        pid="$(cat "$setup_pidfile")"
-        if [[ -n "$pid" ]] && kill "$pid" 2>/dev/null; then
-            for ((i = 0; i < 50; i++)); do
-                kill -0 "$pid" 2>/dev/null || break
-                sleep 0.1
-            done
-        fi
+        stop_pidfile "$setup_pidfile" || true
         rm -f "$setup_pidfile"
     }
     trap stop_setup_redis EXIT

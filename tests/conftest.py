@@ -51,6 +51,17 @@ def transport(city):
 
 
 @pytest.fixture
+def oslo():
+    """Another city of the network."""
+    return CityFactory(name="Oslo", code="OSL", time_zone="Europe/Oslo")
+
+
+@pytest.fixture
+def oslo_police(oslo):
+    return AgencyFactory(city=oslo, name="Oslo Police", short_name="OPD")
+
+
+@pytest.fixture
 def commander(police):
     return UserFactory(username="gold", agency=police, roles=[Role.STRATEGIC_COMMANDER])
 

@@ -5,21 +5,11 @@ import pytest
 from coordination.models import Agency, AgencyType, RoleAssignment, User
 from coordination.roles import Capability, Role
 
-from .factories import AgencyFactory, CityFactory, UserFactory
+from .factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
 PASSWORD = "correct horse battery staple"  # what UserFactory gives everybody
-
-
-@pytest.fixture
-def oslo():
-    return CityFactory(name="Oslo", code="OSL", time_zone="Europe/Oslo")
-
-
-@pytest.fixture
-def oslo_police(oslo):
-    return AgencyFactory(city=oslo, name="Oslo Police", short_name="OPD")
 
 
 @pytest.fixture

@@ -56,16 +56,6 @@ def methane_body(**overrides) -> dict:
     return {name: value for name, value in body.items() if value is not ...}
 
 
-@pytest.fixture
-def oslo():
-    return CityFactory(name="Oslo", code="OSL", time_zone="Europe/Oslo")
-
-
-@pytest.fixture
-def oslo_agency(oslo):
-    return AgencyFactory(city=oslo, name="Oslo Police", short_name="OPD")
-
-
 # --- Decisions ---------------------------------------------------------------------------------
 
 JDM_TEXT = [
@@ -161,17 +151,21 @@ def test_a_review_time_must_follow_the_decision(api, liaison, incident):
     assert_refused(response, "review_by")
 
 
-@pytest.mark.parametrize("marking", ["RED", "AMBER+STRICT"])
-def test_markings_that_need_recipient_lists_are_refused(api, liaison, incident, fire, marking):
-    client = api(liaison)
-    action = action_create(incident_id=incident.pk, user=liaison, title="Cordon", owner_agency=fire)
-    writes = [
+def marked_writes(fire, marking) -> list[tuple[str, dict]]:
+    """One valid body per kind of incident item, carrying ``marking``."""
+    return [
         ("decisions/", decision_body(marking=marking)),
         ("methane/", methane_body(marking=marking)),
         ("actions/", {"title": "Cordon", "owner_agency": fire.pk, "marking": marking}),
         ("timeline/", {"text": "Shots fired", "marking": marking}),
     ]
-    for path, body in writes:
+
+
+@pytest.mark.parametrize("marking", ["RED", "AMBER+STRICT"])
+def test_markings_that_need_recipient_lists_are_refused(api, liaison, incident, fire, marking):
+    client = api(liaison)
+    action = action_create(incident_id=incident.pk, user=liaison, title="Cordon", owner_agency=fire)
+    for path, body in marked_writes(fire, marking):
         with nothing_written():
             response = client.post(url(incident, path), body)
         assert_refused(response, "marking")
@@ -181,13 +175,7 @@ def test_markings_that_need_recipient_lists_are_refused(api, liaison, incident, 
 
 @pytest.mark.parametrize("marking", ["PURPLE", "amber", "TLP:AMBER", "", None, 3])
 def test_an_unknown_marking_is_refused(api, liaison, incident, fire, marking):
-    writes = [
-        ("decisions/", decision_body(marking=marking)),
-        ("methane/", methane_body(marking=marking)),
-        ("actions/", {"title": "Cordon", "owner_agency": fire.pk, "marking": marking}),
-        ("timeline/", {"text": "Shots fired", "marking": marking}),
-    ]
-    for path, body in writes:
+    for path, body in marked_writes(fire, marking):
         with nothing_written():
             response = api(liaison).post(url(incident, path), body)
         assert_refused(response, "marking")
@@ -195,14 +183,14 @@ def test_an_unknown_marking_is_refused(api, liaison, incident, fire, marking):
 
 @pytest.mark.parametrize("field", ["agreed_by", "dissents"])
 def test_positions_need_agencies_that_exist_in_the_city_and_take_part(
-    api, liaison, incident, transport, oslo_agency, field
+    api, liaison, incident, transport, oslo_police, field
 ):
     def body(agency_id):
         if field == "agreed_by":
             return decision_body(agreed_by=[agency_id])
         return decision_body(dissents=[{"agency": agency_id, "statement": "Too early."}])
 
-    for agency_id in (999_999, oslo_agency.pk, transport.pk, "police"):
+    for agency_id in (999_999, oslo_police.pk, transport.pk, "police"):
         with nothing_written():
             response = api(liaison).post(url(incident, "decisions/"), body(agency_id))
         assert_refused(response, field)
@@ -246,11 +234,11 @@ def test_a_correction_must_supersede_a_decision_of_the_same_incident(
 
 
 def test_a_correction_cannot_reach_a_decision_the_author_may_not_see(
-    api, liaison, incident, oslo_agency
+    api, liaison, incident, oslo_police
 ):
-    oslo_gold = UserFactory(agency=oslo_agency, roles=[Role.STRATEGIC_COMMANDER])
+    oslo_gold = UserFactory(agency=oslo_police, roles=[Role.STRATEGIC_COMMANDER])
     oslo_incident = incident_open(
-        user=oslo_gold, title="Oslo", type="other", level=1, lead_agency=oslo_agency
+        user=oslo_gold, title="Oslo", type="other", level=1, lead_agency=oslo_police
     )
     hidden = decision_record(incident_id=oslo_incident.pk, author=oslo_gold, **decision_fields())
 
@@ -326,13 +314,13 @@ def test_an_incident_cannot_open_in_the_future(api, commander, police):
     assert_refused(response, "opened_at")
 
 
-def test_agencies_must_exist_and_belong_to_the_city(api, commander, police, oslo_agency):
+def test_agencies_must_exist_and_belong_to_the_city(api, commander, police, oslo_police):
     for field, value in [
         ("lead_agency", 999_999),
-        ("lead_agency", oslo_agency.pk),
+        ("lead_agency", oslo_police.pk),
         ("lead_agency", None),
         ("participating_agencies", [999_999]),
-        ("participating_agencies", [oslo_agency.pk]),
+        ("participating_agencies", [oslo_police.pk]),
         ("participating_agencies", police.pk),
     ]:
         with nothing_written():
@@ -352,10 +340,10 @@ def test_an_inactive_agency_cannot_lead(api, commander, police, fire):
 
 
 def test_the_neutral_commander_must_be_of_a_participating_agency(
-    api, commander, police, transport, oslo_agency
+    api, commander, police, transport, oslo_police
 ):
     outside_chair = UserFactory(agency=transport, roles=[Role.NEUTRAL_COMMANDER])
-    oslo_chair = UserFactory(agency=oslo_agency, roles=[Role.NEUTRAL_COMMANDER])
+    oslo_chair = UserFactory(agency=oslo_police, roles=[Role.NEUTRAL_COMMANDER])
     for chair in (outside_chair.pk, oslo_chair.pk, 999_999):
         with nothing_written():
             response = api(commander).post(
@@ -457,12 +445,12 @@ def test_an_action_with_a_bad_field_is_refused(api, liaison, incident, fire, fie
 
 
 def test_an_action_belongs_to_a_participating_agency_and_its_people(
-    api, liaison, incident, fire, police, transport, oslo_agency
+    api, liaison, incident, fire, police, transport, oslo_police
 ):
     police_officer = UserFactory(agency=police)
     cases = [
         ("owner_agency", {"owner_agency": transport.pk}),
-        ("owner_agency", {"owner_agency": oslo_agency.pk}),
+        ("owner_agency", {"owner_agency": oslo_police.pk}),
         ("owner", {"owner_agency": fire.pk, "owner": police_officer.pk}),
         ("owner", {"owner_agency": fire.pk, "owner": 999_999}),
     ]
