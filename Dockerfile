@@ -1,5 +1,11 @@
 # Production image of CTPN: the web server, the Celery worker and Celery beat all run from it
 # (see docker-compose.yml for the commands).
+# Front-end libraries from the npm registry, pinned by package-lock.json (only the runtime ones).
+FROM node:20-slim AS frontend
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -15,6 +21,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && pip install -r /tmp/requirements.txt
 
 COPY . .
+COPY --from=frontend /app/node_modules ./node_modules
 RUN pip install --no-deps .
 
 # Static files are collected at build time, with throwaway settings that are never used at run time.

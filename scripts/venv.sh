@@ -15,6 +15,24 @@ STAMP="$VENV/.ctpn-installed"
 
 log() { printf '==> %s\n' "$*" >&2; }
 
+# Front-end libraries (htmx, Leaflet; axe-core for the tests) come from the npm registry, pinned
+# in package-lock.json, and are installed again only when that file changed.
+npm_install() {
+    local npm_stamp="node_modules/.ctpn-installed" npm_want
+    npm_want="$(sha256sum package-lock.json | cut -d' ' -f1)"
+    if [[ -f "$npm_stamp" && "$(cat "$npm_stamp")" == "$npm_want" ]]; then
+        return 0
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        log "npm is needed for the front-end libraries (Debian: apt-get install nodejs npm)"
+        exit 1
+    fi
+    log "Installing the front-end libraries (npm ci)"
+    npm ci --no-audit --no-fund --loglevel=error
+    printf '%s\n' "$npm_want" >"$npm_stamp"
+}
+npm_install
+
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [[ -x "$VENV/bin/python" && -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
     exit 0
