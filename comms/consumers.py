@@ -42,6 +42,7 @@ from .presence import Presence, get_presence
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_VISIBLE = 4404
 CLOSE_TOO_SLOW = 4408
+LARGEST_ID = 2**63 - 1  # a bigint primary key
 # RFC 6455 "try again later": the server cannot promise live delivery at the moment.
 CLOSE_TRY_AGAIN_LATER = 1013
 
@@ -178,6 +179,8 @@ class IncidentConsumer(TopicConsumer):
 
     async def topics(self, user) -> list[str]:
         self.incident_id = int(self.scope["url_route"]["kwargs"]["incident_id"])
+        if self.incident_id > LARGEST_ID:
+            raise Refused(CLOSE_NOT_VISIBLE)  # no such incident; the database would refuse it
         self.person = await self._person_if_visible(user, self.incident_id)
         if self.person is None:
             raise Refused(CLOSE_NOT_VISIBLE)
@@ -220,6 +223,16 @@ class IncidentConsumer(TopicConsumer):
         return (
             Incident.objects.filter(pk=incident_id).values_list("last_event_seq", flat=True).get()
         )
+
+
+class NotFoundConsumer(AsyncWebsocketConsumer):
+    """Any other ``/ws/`` path: closed with 4404, like an incident that cannot be seen."""
+
+    channel_layer_alias = TopicConsumer.channel_layer_alias
+
+    async def connect(self) -> None:
+        await self.accept()
+        await self.close(code=CLOSE_NOT_VISIBLE)
 
 
 class UserConsumer(TopicConsumer):
