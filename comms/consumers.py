@@ -35,7 +35,7 @@ from ctpn.realtime import encode, incident_topic, user_topic
 from incidents.events import event_placeholder
 from incidents.models import Incident
 
-from .fanout import LiveConnection, MessageFilter, get_hub
+from .fanout import OUTBOX_SEND, LiveConnection, MessageFilter, get_hub
 from .presence import Presence, get_presence
 
 # Close codes in the application range (4000-4999), so the client knows not to retry blindly.
@@ -155,6 +155,14 @@ class TopicConsumer(AsyncWebsocketConsumer):
             self.left()
 
     # --- messages the hub queued for this consumer's task (``comms.fanout.OUTBOX_*``) ----------
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Frames skip Channels' dispatch, which hops to a thread to close stale database
+        # connections before every handler: once per frame would be a thread hop per frame.
+        if message["type"] == OUTBOX_SEND:
+            await self.live_send(message)
+            return
+        await super().dispatch(message)
 
     async def live_send(self, message: dict[str, Any]) -> None:
         await self.send(text_data=message["text"])

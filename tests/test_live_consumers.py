@@ -8,6 +8,7 @@ import pytest
 import redis
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.db import transaction
 from rest_framework.test import APIClient
 
@@ -82,6 +83,18 @@ async def test_an_unknown_incident_is_refused_like_an_invisible_one(liaison, inc
 async def test_an_unknown_path_is_refused(liaison):
     communicator, _ = await connect("/ws/incidents/abc/", await headers_for(liaison))
     assert await close_code(communicator) == CLOSE_NOT_VISIBLE
+
+
+async def test_no_channel_is_created_per_connection_even_with_a_channel_layer(
+    incident, liaison, settings
+):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    layer = get_channel_layer()
+    communicator = await open_dashboard(incident, liaison)
+    await publish_async(realtime.incident_topic(incident.pk), {"type": "ping"})
+    assert await next_of_type(communicator, "ping") == {"type": "ping"}
+    assert layer.channels == {}
+    await communicator.disconnect()
 
 
 # --- hello and events -------------------------------------------------------------------------
