@@ -10,7 +10,8 @@ Messages from server to client (JSON text frames; the browser client and alertin
 ``{"type": "event", "event": {...}}``
     One incident event, as ``/api/v1/incidents/<id>/events/`` shows it. An event whose marking
     this connection may not read arrives as ``{"seq": n, "kind": "hidden"}`` so the numbering has
-    no false gap.
+    no false gap. Two changes committed at the same moment may arrive in either order: apply
+    events by ``seq``, replay when one is missing, ignore a ``seq`` already applied.
 ``{"type": "presence", "present": [{"user_id", "name", "agency_id", "agency"}, ...]}``
     Everyone with this incident's dashboard open, one entry per person; sent after connecting
     and whenever it changes.
