@@ -9,6 +9,7 @@ import redis
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.contrib.sessions.models import Session
 from django.db import transaction
 from rest_framework.test import APIClient
 
@@ -315,7 +316,7 @@ async def test_without_redis_a_change_is_still_committed(incident, liaison, sett
     settings.REDIS_URL = "redis://127.0.0.1:9/0"
     entry = await timeline_add_async(incident_id=incident.pk, user=liaison, text="Kept anyway")
     assert entry.pk is not None
-    refreshed = await Incident.objects.aget(pk=incident.pk)
+    refreshed = await database_sync_to_async(Incident.objects.get)(pk=incident.pk)
     assert refreshed.last_event_seq == 2
 
 
@@ -340,3 +341,40 @@ async def test_after_the_subscription_drops_clients_are_told_to_resynchronise(
     await timeline_add_async(incident_id=incident.pk, user=liaison, text="After the cut")
     assert (await next_of_type(communicator, "event"))["event"]["seq"] == 2
     await communicator.disconnect()
+
+
+# --- access checked again while connected -----------------------------------------------------
+
+
+async def close_code_after_other_messages(communicator, timeout: float = 5) -> int | None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        output = await communicator.receive_output(timeout=max(0.01, deadline - loop.time()))
+        if output["type"] == "websocket.close":
+            return output.get("code")
+
+
+async def test_a_connection_is_closed_when_its_agency_leaves_the_incident(
+    incident, liaison, fire, commander, settings
+):
+    settings.LIVE_REVALIDATE_SECONDS = 1
+    fire_screen = await open_dashboard(incident, liaison)
+    gold_screen = await open_dashboard(incident, commander)
+
+    await database_sync_to_async(incident.participating_agencies.remove)(fire)
+
+    assert await close_code_after_other_messages(fire_screen) == CLOSE_NOT_VISIBLE
+    # The commander's agency still takes part: their screen stays and keeps receiving.
+    await timeline_add_async(incident_id=incident.pk, user=commander, text="Fire stood down")
+    assert (await next_of_type(gold_screen, "event"))["event"]["seq"] == 2
+    await gold_screen.disconnect()
+
+
+async def test_a_connection_is_closed_when_its_session_ends(incident, liaison, settings):
+    settings.LIVE_REVALIDATE_SECONDS = 1
+    screen = await open_dashboard(incident, liaison)
+
+    await database_sync_to_async(Session.objects.all().delete)()  # signed out everywhere
+
+    assert await close_code_after_other_messages(screen) == CLOSE_UNAUTHENTICATED
