@@ -35,6 +35,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from django.conf import settings
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from ctpn.realtime import CHANNEL_PREFIX, encode
@@ -46,6 +47,9 @@ logger = logging.getLogger(__name__)
 # filter object is shared by every connection it applies to, so it runs once per message, not once
 # per socket; its result is encoded once.
 MessageFilter = Callable[[dict[str, Any]], dict[str, Any] | None]
+
+# How often the subscription checks that Redis still answers, when no message comes.
+PING_SECONDS = 5.0
 
 # What a consumer's own task receives in its queue (see ``comms.consumers.TopicConsumer``).
 OUTBOX_SEND = "live.send"
@@ -276,13 +280,26 @@ class Hub:
         delay = 0.1
         while True:
             client = aioredis.Redis.from_url(
-                self.redis_url, socket_keepalive=True, health_check_interval=15
+                self.redis_url,
+                socket_keepalive=True,
+                socket_connect_timeout=settings.LIVE_SUBSCRIBE_TIMEOUT_SECONDS,
             )
             pubsub = client.pubsub()
             try:
                 await pubsub.psubscribe(CHANNEL_PREFIX + "*")
+                heard = pinged = self.loop.time()
                 while True:
-                    message = await pubsub.get_message(timeout=5.0)
+                    message = await pubsub.get_message(timeout=PING_SECONDS / 2)
+                    now = self.loop.time()
+                    if message is not None:
+                        heard = now
+                    elif now - heard > 3 * PING_SECONDS:
+                        # A Redis that vanished without closing the connection (a host gone, a
+                        # partition) leaves a silent socket: our pings get no answer.
+                        raise RedisConnectionError("no answer from Redis to PING")
+                    if now - pinged >= PING_SECONDS:
+                        await pubsub.ping()
+                        pinged = now
                     if message is None:
                         continue
                     kind = message["type"]

@@ -13,6 +13,7 @@ from django.contrib.sessions.models import Session
 from django.db import transaction
 from rest_framework.test import APIClient
 
+from comms import fanout
 from comms.consumers import CLOSE_NOT_VISIBLE, CLOSE_TRY_AGAIN_LATER, CLOSE_UNAUTHENTICATED
 from comms.fanout import get_hub
 from comms.presence import Presence
@@ -378,3 +379,19 @@ async def test_a_connection_is_closed_when_its_session_ends(incident, liaison, s
     await database_sync_to_async(Session.objects.all().delete)()  # signed out everywhere
 
     assert await close_code_after_other_messages(screen) == CLOSE_UNAUTHENTICATED
+
+
+async def test_a_redis_that_stops_answering_is_noticed_and_clients_resynchronise(
+    incident, liaison, settings, monkeypatch
+):
+    monkeypatch.setattr(fanout, "PING_SECONDS", 0.2)
+    communicator = await open_dashboard(incident, liaison)
+
+    # Redis holds every client's commands unanswered for 2 s, like a host that went silent.
+    pauser = redis.Redis.from_url(settings.REDIS_URL)
+    await sync_to_async(pauser.execute_command)("CLIENT", "PAUSE", 2000, "ALL")
+    pauser.close()
+
+    hello = await next_of_type(communicator, "hello", timeout=10)
+    assert hello == {"type": "hello", "incident": incident.pk, "last_seq": 1}
+    await communicator.disconnect()
