@@ -176,7 +176,8 @@ class LiveConnection:
         self.pending = None
         if self.hub is not None:
             self.hub.leave(self)
-        logger.warning("live connection cut off: %s", reason)
+        client = getattr(self.protocol, "client", None)
+        logger.warning("live connection %s cut off: %s", client or "", reason)
         if self.protocol is not None:
             # abort(), not close(): close() would wait for the full buffer to drain first.
             self.protocol.transport.abort()

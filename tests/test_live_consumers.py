@@ -313,10 +313,11 @@ async def test_without_redis_a_client_is_told_to_come_back_later(incident, liais
     assert await close_code(communicator) == CLOSE_TRY_AGAIN_LATER
 
 
-async def test_without_redis_a_change_is_still_committed(incident, liaison, settings):
+async def test_without_redis_a_change_is_still_committed(incident, liaison, settings, caplog):
     settings.REDIS_URL = "redis://127.0.0.1:9/0"
     entry = await timeline_add_async(incident_id=incident.pk, user=liaison, text="Kept anyway")
     assert entry.pk is not None
+    assert f"could not publish live message to incident:{incident.pk}" in caplog.text
     refreshed = await database_sync_to_async(Incident.objects.get)(pk=incident.pk)
     assert refreshed.last_event_seq == 2
 
