@@ -5,8 +5,9 @@ Messages from server to client (JSON text frames; the browser client and alertin
 ``{"type": "hello", "incident": <id>, "last_seq": <n>}``
     First message of every connection, sent once it is registered for its topics (``/ws/me/``
     sends ``{"type": "hello"}``). ``last_seq`` is read after registering: every event above it
-    will arrive on this socket, so a client replays ``events/?after=<its own last seq>`` up to it.
-    Sent again if the server's subscription was interrupted: compare and replay again.
+    will arrive on this socket while it stays open, so a client replays
+    ``events/?after=<its own last seq>`` up to it. Sent again if the server's subscription was
+    interrupted: compare and replay again.
 ``{"type": "event", "event": {...}}``
     One incident event, as ``/api/v1/incidents/<id>/events/`` shows it. An event whose marking
     this connection may not read arrives as ``{"seq": n, "kind": "hidden"}`` so the numbering has
@@ -22,7 +23,8 @@ Refusals close the socket after the handshake, so that a browser can read the co
 4401 no session, 4404 no such incident or not visible to this user; 1013 live updates are
 unavailable right now (try again later). A foreign ``Origin`` is refused at the handshake. An open
 connection is checked again every ``LIVE_REVALIDATE_SECONDS``: a session that ended (4401) or an
-incident no longer visible, e.g. the agency left it (4404), closes it.
+incident no longer visible, e.g. the agency left it (4404), closes it. A client that stops reading
+is dropped without a close frame (1006; 4408 under servers other than uvicorn): reconnect, replay.
 """
 
 import asyncio
