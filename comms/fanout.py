@@ -201,6 +201,7 @@ class Hub:
         self.redis_url: str = settings.REDIS_URL
         self._task: asyncio.Task[None] | None = None
         self._subscribed_once = False
+        self._stopping = False
 
     @property
     def connection_count(self) -> int:
@@ -213,9 +214,13 @@ class Hub:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
+            # The flag too: a cancellation that lands inside a Redis read can be absorbed by the
+            # client library, and the loop must still end.
+            self._stopping = True
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            self._stopping = False
         self.ready.clear()
 
     async def join(self, connection: LiveConnection) -> bool:
@@ -279,7 +284,7 @@ class Hub:
 
     async def _run(self) -> None:
         delay = 0.1
-        while True:
+        while not self._stopping:
             client = aioredis.Redis.from_url(
                 self.redis_url,
                 socket_keepalive=True,
@@ -289,7 +294,7 @@ class Hub:
             try:
                 await pubsub.psubscribe(CHANNEL_PREFIX + "*")
                 heard = pinged = self.loop.time()
-                while True:
+                while not self._stopping:
                     message = await pubsub.get_message(timeout=PING_SECONDS / 2)
                     now = self.loop.time()
                     if message is not None:
@@ -326,6 +331,8 @@ class Hub:
                 logger.exception("live subscription failed; retrying in %.1f s", delay)
             finally:
                 await _quietly_close(pubsub, client)
+            if self._stopping:
+                return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
