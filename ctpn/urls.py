@@ -1,4 +1,4 @@
-"""URL map: admin, the REST API under /api/v1/, and its schema and docs."""
+"""URL map: the pages, admin, the REST API under /api/v1/, and its schema and docs."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -13,7 +13,6 @@ from coordination.api import (
     TokenView,
     UserViewSet,
 )
-from incidents import views
 from incidents.api import (
     IncidentEventViewSet,
     IncidentViewSet,
@@ -39,7 +38,7 @@ api_v1 = [
 ]
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", include("incidents.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),

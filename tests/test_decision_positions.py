@@ -152,9 +152,7 @@ def test_a_position_appends_an_event_about_the_decision(incident, liaison, comma
 
 def test_the_database_refuses_to_change_a_later_position(incident, liaison, commander):
     entry = record(incident, liaison)
-    position = decision_position_record(
-        decision=entry, user=commander, position="agree", reason=""
-    )
+    position = decision_position_record(decision=entry, user=commander, position="agree", reason="")
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         DecisionPosition.objects.filter(pk=position.pk).update(stance="dissent")
 
@@ -204,9 +202,7 @@ def test_verify_finds_the_newest_later_position_deleted(incident, liaison, comma
 
 def test_verify_finds_a_later_position_passed_off_as_an_original(incident, liaison, commander):
     entry = record(incident, liaison)
-    position = decision_position_record(
-        decision=entry, user=commander, position="agree", reason=""
-    )
+    position = decision_position_record(decision=entry, user=commander, position="agree", reason="")
     _tamper(
         "UPDATE coordination_decisionposition SET entry_hash = '', prev_hash = '' WHERE id = %s",
         [position.pk],
