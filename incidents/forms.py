@@ -4,11 +4,13 @@ Date and time fields read the value in the current time zone, which the views se
 incident's city, so a loggist types the local time they see on the wall clock.
 """
 
+from datetime import datetime
 from typing import Any
 
 from django import forms
 
 from coordination.markings import DEFAULT_MARKING, OPEN_TO_PARTICIPANTS, Marking
+from coordination.validation import EARLIEST_INSTANT
 
 from .models import IncidentLevel, IncidentStatus, IncidentType, TimelineCategory
 
@@ -17,9 +19,19 @@ LOCAL_INPUT_FORMAT = "%Y-%m-%dT%H:%M"
 
 
 class LocalDateTimeField(forms.DateTimeField):
-    """A moment typed in the city's local time, with the browser's date-time picker."""
+    """A moment typed in the city's local time, with the browser's date-time picker.
+
+    Like the API, refuses moments before 2000: none is plausible, and a typing slip should be
+    named next to the field even when other fields stop the service from being asked.
+    """
 
     widget = forms.DateTimeInput(attrs={"type": "datetime-local"}, format=LOCAL_INPUT_FORMAT)
+
+    def to_python(self, value: Any) -> datetime | None:
+        moment = super().to_python(value)
+        if moment is not None and moment < EARLIEST_INSTANT:
+            raise forms.ValidationError("Must be in the year 2000 or later.", code="too_early")
+        return moment
 
 
 def marking_field() -> forms.ChoiceField:
