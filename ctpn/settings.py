@@ -259,6 +259,7 @@ SPECTACULAR_SETTINGS = {
         "IncidentTypeEnum": "incidents.models.IncidentType",
         "ActionStatusEnum": "coordination.models.ActionStatus",
         "AgencyTypeEnum": "coordination.models.AgencyType",
+        "StanceEnum": "coordination.models.Stance",
     },
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
 }
