@@ -1,4 +1,4 @@
-"""URL map: the pages, admin, the REST API under /api/v1/, and its schema and docs."""
+"""URL map: admin, the REST API under /api/v1/, and its schema and docs."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -13,6 +13,7 @@ from coordination.api import (
     TokenView,
     UserViewSet,
 )
+from incidents import views
 from incidents.api import (
     IncidentEventViewSet,
     IncidentViewSet,
@@ -38,10 +39,11 @@ api_v1 = [
 ]
 
 urlpatterns = [
-    path("", include("incidents.urls")),
+    path("", views.home, name="home"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("", include("incidents.urls")),
 ]

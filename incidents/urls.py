@@ -1,11 +1,13 @@
-"""Page routes: the incident list, each incident's dashboard, panels, wall screen and forms."""
+"""Page routes: the incident list, each incident's dashboard, panels, wall screen and forms.
+
+The home page (``views.home``, the same list) is routed by ``ctpn.urls``.
+"""
 
 from django.urls import path
 
 from . import views
 
 urlpatterns = [
-    path("", views.incident_list, name="home"),
     path("incidents/", views.incident_list, name="incident-list"),
     path("incidents/<int:incident_id>/", views.incident_dashboard, name="incident-dashboard"),
     path("incidents/<int:incident_id>/wall/", views.incident_wall, name="incident-wall"),

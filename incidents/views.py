@@ -90,6 +90,10 @@ def incident_list(request: HttpRequest) -> HttpResponse:
     )
 
 
+# The landing page after sign-in is the incident list.
+home = incident_list
+
+
 # --- the dashboard ------------------------------------------------------------------------------
 
 
