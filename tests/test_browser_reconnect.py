@@ -79,3 +79,28 @@ def test_a_gap_in_live_events_is_filled_from_the_api(
     gold.wait_for_function("document.querySelectorAll('#live-feed li').length >= 2")
     time.sleep(0.5)
     assert feed_seqs(gold) == [start + 1, start]
+
+
+def test_a_signed_out_page_stops_retrying_and_says_so(signed_in, own_server, incident, commander):
+    from django.contrib.sessions.models import Session
+
+    server = own_server[0]
+    gold = signed_in(commander, server=server)
+    gold.goto(f"/incidents/{incident.pk}/")
+    gold.wait_for_selector("#live-status[data-state=live]")
+
+    stop_server(server.process)
+    gold.wait_for_selector("#live-status[data-state=reconnecting]")
+    Session.objects.all().delete()  # signed out meanwhile (e.g. from another tab)
+    own_server.append(start_asgi_server(port=server.port, CTPN_MAP_TILE_URL=""))
+
+    gold.wait_for_selector("#live-status[data-state=stopped]", timeout=30_000)
+    assert "signed out" in gold.locator("#live-status").inner_text()
+    later = []
+    gold.on("request", lambda request: later.append(request.url))
+    gold.on("websocket", lambda socket: later.append(socket.url))
+    # Longer than the replay's retry pause and the first reconnect delays. (Playwright delivers
+    # the page's events while it waits itself, not during a plain sleep.)
+    gold.wait_for_timeout(3_000)
+    assert later == []
+    assert gold.evaluate("window.ctpnLive.state.stopped") is True

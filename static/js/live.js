@@ -35,6 +35,7 @@
   var BACKOFF_FIRST_MS = 500;
   var BACKOFF_MAX_MS = 15000;
   var PANEL_REFRESH_DELAY_MS = 40; // coalesces a burst of events into one refresh per panel
+  var REPLAY_RETRY_MS = 2000;
 
   // Which panels each kind of event changes (by prefix of the kind).
   var PANELS_BY_KIND = [
@@ -210,7 +211,11 @@
   function fetchPage(url) {
     return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (response) {
-        if (!response.ok) throw new Error("events answered " + response.status);
+        if (!response.ok) {
+          var failure = new Error("events answered " + response.status);
+          failure.status = response.status;
+          throw failure;
+        }
         return response.json();
       });
   }
@@ -218,6 +223,7 @@
   // Replay everything after the last applied event. ``target``: a seq known to be committed
   // (the events up to it exist, even if some are not visible to this user and never come back).
   function catchUp(target) {
+    if (state.stopped) return;
     if (target > state.syncTarget) state.syncTarget = target;
     if (state.syncing) {
       state.syncAgain = true;
@@ -247,10 +253,17 @@
         drainBuffer();
         if (state.syncAgain) catchUp(0);
       })
-      .catch(function () {
+      .catch(function (failure) {
         state.syncing = false;
+        var status = failure && failure.status;
+        if (status === 401 || status === 403 || status === 404) {
+          // Signed out, or the incident is no longer visible: asking again cannot help.
+          stop(status === 404 ? 4404 : 4401);
+          return;
+        }
+        if (state.stopped) return;
         // Try again shortly; live events keep buffering meanwhile.
-        setTimeout(function () { catchUp(0); }, 2000);
+        setTimeout(function () { catchUp(0); }, REPLAY_RETRY_MS);
       });
   }
 
@@ -326,12 +339,25 @@
       if (state.socket !== socket) return;
       state.socket = null;
       if (FINAL_CLOSE_CODES[closed.code]) {
-        state.stopped = true;
-        setStatus("stopped", "Live updates stopped. " + FINAL_CLOSE_CODES[closed.code]);
+        stop(closed.code);
         return;
       }
       scheduleReconnect();
     });
+  }
+
+  function stop(code) {
+    state.stopped = true;
+    if (state.retryTimer) {
+      clearTimeout(state.retryTimer);
+      state.retryTimer = null;
+    }
+    if (state.socket) {
+      var socket = state.socket;
+      state.socket = null;
+      socket.close();
+    }
+    setStatus("stopped", "Live updates stopped. " + FINAL_CLOSE_CODES[code]);
   }
 
   function scheduleReconnect() {
