@@ -223,7 +223,9 @@ def decision_position_record(
                 f"{entry} has been superseded by {later}; take a position on {later} instead.",
                 allowed=[str(later.pk)],
             )
-        previous = entry.positions.exclude(entry_hash="").order_by("-recorded_at", "-pk").first()
+        # In insertion order: ids are drawn under the incident lock, so they follow the chain
+        # (a clock stepping back would not).
+        previous = entry.positions.exclude(entry_hash="").order_by("-pk").first()
         record = DecisionPosition(
             decision=entry,
             agency=agency,
@@ -325,10 +327,7 @@ def decision_log_verify(*, incident_id: int) -> ChainReport:
 
 def _later_positions_check(entry: Decision, seen: set[str]) -> str:
     """What is wrong with the chain of positions recorded after ``entry``, or ''."""
-    later = sorted(
-        (p for p in entry.positions.all() if p.entry_hash),
-        key=lambda p: (p.recorded_at, p.pk),
-    )
+    later = sorted((p for p in entry.positions.all() if p.entry_hash), key=lambda p: p.pk)
     expected = entry.entry_hash
     for position in later:
         seen.add(position.entry_hash)

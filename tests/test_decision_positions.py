@@ -1,6 +1,8 @@
 """Agencies agree with, or dissent from, a joint decision after it was recorded: once per agency,
 append-only, hashed into the log so that verification sees any edit or removal."""
 
+import itertools
+
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import DatabaseError, connection, transaction
@@ -283,3 +285,51 @@ def test_api_refuses_a_decision_of_another_incident(api, incident, liaison, comm
     entry = record(incident, liaison)
     response = api(commander).post(url(other, entry), {"position": "agree"})
     assert response.status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_positions_keep_one_per_agency_and_a_linear_chain(incident, liaison, city):
+    """Real concurrent transactions: agencies race to take positions, two people per agency."""
+    import threading
+
+    from coordination.models import AgencyType
+
+    from .factories import AgencyFactory
+
+    entry = record(incident, liaison)
+    agencies = [AgencyFactory(city=city, type=AgencyType.OTHER) for _ in range(3)]
+    incident.participating_agencies.add(*agencies)
+    people = [
+        UserFactory(agency=agency, roles=[Role.LIAISON_OFFICER])
+        for agency in agencies
+        for _ in range(2)
+    ]
+    barrier = threading.Barrier(len(people))
+    outcomes: list[str] = []
+
+    def take_position(user) -> None:
+        from django.db import connections
+
+        try:
+            barrier.wait()
+            decision_position_record(decision=entry, user=user, position="agree", reason="")
+            outcomes.append("recorded")
+        except Conflict:
+            outcomes.append("conflict")
+        except BaseException as exc:  # reported below; a thread must not die silently
+            outcomes.append(repr(exc))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=take_position, args=(user,)) for user in people]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert sorted(outcomes) == ["conflict"] * 3 + ["recorded"] * 3
+    later = list(DecisionPosition.objects.filter(decision=entry).order_by("pk"))
+    assert sorted(p.agency_id for p in later) == sorted(a.pk for a in agencies)
+    assert later[0].prev_hash == entry.entry_hash
+    assert all(b.prev_hash == a.entry_hash for a, b in itertools.pairwise(later))
+    assert decision_log_verify(incident_id=incident.pk).intact
