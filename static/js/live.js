@@ -60,7 +60,7 @@
     panelTimer: null,
   };
   // Exposed for tests and for other scripts of the page (read-only use).
-  window.ctpnLive = { state: state, catchUp: function () { catchUp(0); } };
+  window.ctpnLive = { state: state };
 
   function setStatus(stateName, text) {
     if (!statusEl) return;
