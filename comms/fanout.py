@@ -238,16 +238,17 @@ class Hub:
         members = self.topics.get(topic)
         if not members:
             return
-        raw = data.decode() if isinstance(data, bytes) else data
+        payload = data.encode() if isinstance(data, str) else data
         try:
+            raw = payload.decode()
             message = json.loads(raw)
-        except ValueError:
+        except ValueError:  # UnicodeDecodeError is one too
             logger.warning("live message on %s is not JSON; dropped", topic)
             return
         if not isinstance(message, dict):
             logger.warning("live message on %s is not a JSON object; dropped", topic)
             return
-        as_is = (raw, text_frame(raw.encode()))
+        as_is = (raw, text_frame(payload))
         rendered: dict[MessageFilter, tuple[str, bytes] | None] = {}
         # A copy: delivering may cut a connection off, which unregisters it.
         for connection in list(members):
