@@ -171,11 +171,11 @@ def signed_in(browser, request):
 
     contexts = []
 
-    def open_as(user, server=None):
+    def open_as(user, server=None, javascript: bool = True):
         server = server or request.getfixturevalue("asgi_server")
         client = Client()
         client.force_login(user)
-        context = browser.new_context(base_url=server.url)
+        context = browser.new_context(base_url=server.url, java_script_enabled=javascript)
         context.add_cookies(
             [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": server.url}]
         )

@@ -223,3 +223,63 @@ def test_a_second_browser_user_in_another_city_is_refused_the_socket(
     tab = signed_in(stranger)
     response = tab.goto(f"/incidents/{incident.pk}/")
     assert response is not None and response.status == 404
+
+
+def test_the_decision_form_works_without_javascript(signed_in, incident, liaison):
+    from coordination.models import Decision
+
+    fire = signed_in(liaison, javascript=False)
+    fire.goto(f"/incidents/{incident.pk}/decisions/new/")
+    # Every step is on the page at once, in order, with one submit button.
+    assert fire.locator("fieldset[data-step]").count() == 5
+    assert all(fire.locator(f"fieldset[data-step='{n}']").is_visible() for n in range(1, 6))
+    assert fire.locator("[data-step-action]").count() == 0
+    fire.fill("#id_information", "Suspicious package at the town hall.")
+    fire.fill("#id_threat_assessment", "Unknown device.")
+    fire.fill("#id_working_strategy", "Protect the public.")
+    fire.fill("#id_powers_policies", "Cordon powers.")
+    fire.fill("#id_option_1", "Evacuate 100 m")
+    fire.check("#id_option_1_chosen")
+    fire.fill("#id_option_1_reason", "Standard stand-off.")
+    fire.fill("#id_decision", "Evacuate within 100 m.")
+    fire.fill("#id_rationale", "Standard stand-off for an unknown device.")
+    fire.click("button[type=submit].primary")
+    fire.wait_for_url(f"**/incidents/{incident.pk}/")
+    assert Decision.objects.get(incident=incident).decision == "Evacuate within 100 m."
+
+
+def test_a_refused_decision_opens_the_step_with_the_error(signed_in, incident, liaison):
+    """The server found a problem the browser could not (a late entry without its reason)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    fire = signed_in(liaison)
+    fire.goto(f"/incidents/{incident.pk}/decisions/new/")
+    an_hour_ago = timezone.localtime(timezone.now() - timedelta(hours=1), incident.city.zone)
+    fill_decision_step_by_step_until_last(fire)
+    fire.fill("#id_decided_at", an_hour_ago.strftime("%Y-%m-%dT%H:%M"))
+    fire.click("button[type=submit].primary")
+
+    fire.locator("#form-errors").wait_for()
+    assert fire.locator("fieldset[data-step='5']").is_visible()
+    assert not fire.locator("fieldset[data-step='1']").is_visible()
+    assert "Error:" in fire.locator("#id_late_entry_reason_error").inner_text()
+    # What was typed is still there, one step back.
+    fire.click("fieldset[data-step='5'] [data-step-action=back]")
+    assert fire.input_value("#id_option_1") == "Evacuate the station"
+
+
+def fill_decision_step_by_step_until_last(tab) -> None:
+    tab.fill("#id_information", "Shots reported.")
+    tab.click("fieldset[data-step='1'] [data-step-action=next]")
+    tab.fill("#id_threat_assessment", "High.")
+    tab.fill("#id_working_strategy", "Save life.")
+    tab.click("fieldset[data-step='2'] [data-step-action=next]")
+    tab.fill("#id_powers_policies", "JOPs.")
+    tab.click("fieldset[data-step='3'] [data-step-action=next]")
+    tab.fill("#id_option_1", "Evacuate the station")
+    tab.fill("#id_option_1_reason", "Removes the public.")
+    tab.click("fieldset[data-step='4'] [data-step-action=next]")
+    tab.fill("#id_decision", "Evacuate.")
+    tab.fill("#id_rationale", "Life first.")

@@ -107,6 +107,18 @@
     }
   });
 
+  // Links of the error summary above the form lead to fields that may sit in a hidden step.
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest && event.target.closest('.form-errors a[href^="#"]');
+    if (!link) return;
+    var field = document.getElementById(link.getAttribute("href").slice(1));
+    var step = field && field.closest("fieldset[data-step]");
+    if (!step) return;
+    event.preventDefault();
+    show(steps.indexOf(step), false);
+    field.focus();
+  });
+
   // After the server refused something, open the first step holding an error.
   var start = 0;
   for (var i = 0; i < steps.length; i++) {
