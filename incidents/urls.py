@@ -7,6 +7,9 @@ from django.urls import path
 
 from . import views
 
+# Namespaced: the API router names its routes incident-list, incident-transition, and so on.
+app_name = "pages"
+
 urlpatterns = [
     path("incidents/", views.incident_list, name="incident-list"),
     path("incidents/<int:incident_id>/", views.incident_dashboard, name="incident-dashboard"),

@@ -383,7 +383,7 @@ def submit(
             raise Http404 from exc
         else:
             messages.success(request, success(result))
-            return redirect("incident-dashboard", incident_id=incident.pk)
+            return redirect("pages:incident-dashboard", incident_id=incident.pk)
     return render(request, template, {**context, "incident": incident, "form": form}, status=status)
 
 
