@@ -283,3 +283,35 @@ def fill_decision_step_by_step_until_last(tab) -> None:
     tab.click("fieldset[data-step='4'] [data-step-action=next]")
     tab.fill("#id_decision", "Evacuate.")
     tab.fill("#id_rationale", "Life first.")
+
+
+def test_the_wall_screen_and_the_header_follow_the_incident_live(
+    signed_in, incident, liaison, commander
+):
+    from coordination.services import action_create
+    from incidents.services import incident_transition, methane_submit, timeline_add
+
+    from .factories import methane_fields
+
+    wall = signed_in(liaison)
+    wall.goto(f"/incidents/{incident.pk}/wall/")
+    wall.wait_for_selector(LIVE)
+
+    incident_transition(incident_id=incident.pk, user=commander, to="activated")
+    methane_submit(incident_id=incident.pk, user=liaison, **methane_fields(hazards="Smoke"))
+    action_create(
+        incident_id=incident.pk,
+        user=commander,
+        title="Close the metro",
+        owner_agency=commander.agency,
+    )
+    timeline_add(incident_id=incident.pk, user=liaison, text="Cordon in place")
+
+    wall.locator("#panel-header .status", has_text="Activated").wait_for()
+    wall.locator("#panel-methane").get_by_text("Smoke").wait_for()
+    wall.locator("#panel-actions").get_by_text("Close the metro").wait_for()
+    wall.locator("#panel-timeline").get_by_text("Cordon in place").wait_for()
+    # Still read-only after the panels were swapped in.
+    assert wall.locator("form").count() == 0
+    assert wall.locator("a", has_text="Record a joint decision").count() == 0
+    assert wall.locator("#live-feed li[data-seq]").count() == 4

@@ -88,8 +88,19 @@
     }, PANEL_REFRESH_DELAY_MS);
   }
 
+  // One refresh per panel at a time; a change arriving meanwhile asks for one more afterwards, so
+  // the panel always ends showing the latest state. (htmx would drop a second request from the
+  // same source element while one is in flight.)
+  var refreshing = {};
+  var refreshAgain = {};
+
   function refreshPanel(name) {
+    if (refreshing[name]) {
+      refreshAgain[name] = true;
+      return;
+    }
     var panels = root.querySelectorAll('[data-panel="' + name + '"]');
+    var pending = [];
     Array.prototype.forEach.call(panels, function (panel) {
       var url = panel.dataset.panelUrl;
       if (!url || !window.htmx) return;
@@ -97,13 +108,24 @@
       var open = Array.prototype.map.call(panel.querySelectorAll("details[open]"), function (d) {
         return d.parentElement && d.parentElement.id;
       });
-      window.htmx.ajax("GET", url, { target: panel, swap: "innerHTML" }).then(function () {
-        open.forEach(function (id) {
-          var item = id && document.getElementById(id);
-          var details = item && item.querySelector("details");
-          if (details) details.open = true;
+      var swapped = window.htmx.ajax("GET", url, { source: panel, target: panel, swap: "innerHTML" })
+        .then(function () {
+          open.forEach(function (id) {
+            var item = id && document.getElementById(id);
+            var details = item && item.querySelector("details");
+            if (details) details.open = true;
+          });
         });
-      });
+      pending.push(swapped.catch(function () { return null; }));
+    });
+    if (pending.length === 0) return;
+    refreshing[name] = true;
+    Promise.all(pending).then(function () {
+      refreshing[name] = false;
+      if (refreshAgain[name]) {
+        refreshAgain[name] = false;
+        refreshPanel(name);
+      }
     });
   }
 
