@@ -318,10 +318,15 @@ def incident_wall(request: HttpRequest, incident_id: int) -> HttpResponse:
         return render(request, "incidents/wall.html", context)
 
 
-@login_required
 @require_GET
 def incident_panel(request: HttpRequest, incident_id: int, name: str) -> HttpResponse:
-    """One panel of the dashboard (or of the wall screen with ``?wall=1``), for htmx to swap."""
+    """One panel of the dashboard (or of the wall screen with ``?wall=1``), for htmx to swap.
+
+    Without a session it answers 401 rather than redirecting: htmx would follow the redirect and
+    put the sign-in page inside the panel, where 4xx answers are not swapped in at all.
+    """
+    if not request.user.is_authenticated:
+        return HttpResponse("Sign in again to see this incident.", status=401)
     if name not in PANELS:
         raise Http404("No such panel.")
     incident = incident_for(request, incident_id)

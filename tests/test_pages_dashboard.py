@@ -243,9 +243,16 @@ def test_not_visible_is_404_everywhere(client, outsider, incident):
 
 
 def test_anonymous_visitors_are_sent_to_sign_in(client, incident):
-    for suffix in ("", "wall/", "panels/header/"):
+    for suffix in ("", "wall/"):
         response = client.get(f"/incidents/{incident.pk}/{suffix}")
         assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_a_panel_without_a_session_answers_401_not_the_sign_in_page(client, incident):
+    """htmx would follow a redirect and swap the sign-in page into the panel."""
+    response = client.get(f"/incidents/{incident.pk}/panels/decisions/")
+    assert response.status_code == 401
+    assert b"<form" not in response.content
 
 
 def test_the_dashboard_reads_in_a_number_of_queries_that_does_not_grow(

@@ -77,6 +77,14 @@
     return [];
   }
 
+  function allPanelNames() {
+    var names = {};
+    Array.prototype.forEach.call(root.querySelectorAll("[data-panel]"), function (panel) {
+      names[panel.dataset.panel] = true;
+    });
+    return Object.keys(names);
+  }
+
   function refreshPanelsSoon(names) {
     names.forEach(function (name) { state.pendingPanels[name] = true; });
     if (state.panelTimer) return;
@@ -95,6 +103,7 @@
   var refreshAgain = {};
 
   function refreshPanel(name) {
+    if (state.stopped) return; // signed out or no access: the panels would not come back
     if (refreshing[name]) {
       refreshAgain[name] = true;
       return;
@@ -353,8 +362,12 @@
       state.attempts = 0;
       setStatus("live", "Live: changes appear as they happen.");
       // After a reconnect anything may have been missed; the hello would say so too, but the
-      // replay costs one request and does not depend on the server sending one.
-      if (reconnecting) catchUp(0);
+      // replay costs one request and does not depend on the server sending one. Panels are
+      // fetched again as well: a refresh attempted while the server was away has failed.
+      if (reconnecting) {
+        catchUp(0);
+        refreshPanelsSoon(allPanelNames());
+      }
     });
     socket.addEventListener("message", function (msg) { handleMessage(msg.data); });
     socket.addEventListener("close", function (closed) {
