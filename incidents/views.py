@@ -202,6 +202,7 @@ def _decisions(request: HttpRequest, incident: Incident, can: Abilities) -> dict
         entry.dissenting = [p for p in entry.positions.all() if p.stance == "dissent"]
         entry.can_take_position = (
             can.write
+            and agency_id is not None  # a platform superuser speaks for no agency
             and correction is None
             and not any(p.agency_id == agency_id for p in entry.positions.all())
         )

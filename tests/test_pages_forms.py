@@ -413,3 +413,20 @@ def test_forms_refuse_a_post_without_the_csrf_token(liaison, incident):
     response = client.post(f"/incidents/{incident.pk}/decisions/new/", decision_body(incident))
     assert response.status_code == 403
     assert not Decision.objects.exists()
+
+
+def test_a_platform_superuser_without_an_agency_cannot_speak_for_one(client, liaison, incident):
+    from coordination.models import User
+
+    root = User.objects.create_superuser(username="root", password="x" * 12)
+    entry = decision_record(incident_id=incident.pk, author=liaison, **decision_fields())
+    client.force_login(root)
+    page = client.get(f"/incidents/{incident.pk}/panels/decisions/").content.decode()
+    assert "/position/" not in page
+
+    response = client.post(
+        f"/incidents/{incident.pk}/decisions/{entry.pk}/position/", {"position": "agree"}
+    )
+    assert response.status_code == 400
+    assert b"You belong to no agency" in response.content
+    assert not DecisionPosition.objects.exists()
