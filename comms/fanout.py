@@ -35,6 +35,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from django.conf import settings
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from ctpn.realtime import CHANNEL_PREFIX, encode
@@ -46,6 +47,9 @@ logger = logging.getLogger(__name__)
 # filter object is shared by every connection it applies to, so it runs once per message, not once
 # per socket; its result is encoded once.
 MessageFilter = Callable[[dict[str, Any]], dict[str, Any] | None]
+
+# How often the subscription checks that Redis still answers, when no message comes.
+PING_SECONDS = 5.0
 
 # What a consumer's own task receives in its queue (see ``comms.consumers.TopicConsumer``).
 OUTBOX_SEND = "live.send"
@@ -127,10 +131,10 @@ class LiveConnection:
         if self.cut_off:
             return
         if self.pending is not None:
-            self.pending_bytes += len(frame)
             if self.pending_bytes > self.limit:
                 self.cut(reason="buffered too much before its hello was sent")
                 return
+            self.pending_bytes += len(frame)
             self.pending.append((text, frame))
             return
         self._write(text, frame)
@@ -151,12 +155,14 @@ class LiveConnection:
             transport = protocol.transport
             if protocol.close_sent or transport is None or transport.is_closing():
                 return  # closing: its disconnect will unregister it
-            if transport.get_write_buffer_size() + len(frame) > self.limit:
+            # Measured before writing: one message larger than the cap still reaches a client
+            # that keeps up; it is a client that has not drained what it already had that goes.
+            if transport.get_write_buffer_size() > self.limit:
                 self.cut(reason="stopped reading")
                 return
             transport.write(frame)
             return
-        if self.queued_bytes + len(text) > self.limit:
+        if self.queued_bytes > self.limit:
             self.cut(reason="stopped reading")
             return
         self.queued_bytes += len(text)
@@ -170,7 +176,8 @@ class LiveConnection:
         self.pending = None
         if self.hub is not None:
             self.hub.leave(self)
-        logger.warning("live connection cut off: %s", reason)
+        client = getattr(self.protocol, "client", None)
+        logger.warning("live connection %s cut off: %s", client or "", reason)
         if self.protocol is not None:
             # abort(), not close(): close() would wait for the full buffer to drain first.
             self.protocol.transport.abort()
@@ -274,13 +281,26 @@ class Hub:
         delay = 0.1
         while True:
             client = aioredis.Redis.from_url(
-                self.redis_url, socket_keepalive=True, health_check_interval=15
+                self.redis_url,
+                socket_keepalive=True,
+                socket_connect_timeout=settings.LIVE_SUBSCRIBE_TIMEOUT_SECONDS,
             )
             pubsub = client.pubsub()
             try:
                 await pubsub.psubscribe(CHANNEL_PREFIX + "*")
+                heard = pinged = self.loop.time()
                 while True:
-                    message = await pubsub.get_message(timeout=5.0)
+                    message = await pubsub.get_message(timeout=PING_SECONDS / 2)
+                    now = self.loop.time()
+                    if message is not None:
+                        heard = now
+                    elif now - heard > 3 * PING_SECONDS:
+                        # A Redis that vanished without closing the connection (a host gone, a
+                        # partition) leaves a silent socket: our pings get no answer.
+                        raise RedisConnectionError("no answer from Redis to PING")
+                    if now - pinged >= PING_SECONDS:
+                        await pubsub.ping()
+                        pinged = now
                     if message is None:
                         continue
                     kind = message["type"]
@@ -288,12 +308,14 @@ class Hub:
                         channel = message["channel"]
                         if isinstance(channel, bytes):
                             channel = channel.decode()
-                        self.dispatch(channel[len(CHANNEL_PREFIX) :], message["data"])
+                        try:
+                            self.dispatch(channel[len(CHANNEL_PREFIX) :], message["data"])
+                        except Exception:
+                            # One bad message must not cost every socket a resubscription.
+                            logger.exception("live message on %s not delivered", channel)
                     elif kind == "psubscribe":
                         delay = 0.1
-                        self._subscribed(
-                            again=self._subscribed_once,
-                        )
+                        self._subscribed(again=self._subscribed_once)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:

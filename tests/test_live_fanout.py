@@ -144,3 +144,16 @@ async def test_a_published_message_arrives_through_redis():
     assert json.loads(item["text"]) == {"type": "activation", "id": 9}
     hub.leave(conn)
     assert "activation:9" not in hub.topics
+
+
+async def test_one_message_larger_than_the_cap_still_reaches_a_client_that_keeps_up(settings):
+    settings.LIVE_SEND_BUFFER_LIMIT_BYTES = 1000
+    conn = connection()
+    big = json.dumps({"type": "event", "event": {"seq": 1, "marking": "AMBER", "x": "y" * 5000}})
+
+    conn.deliver(big, text_frame(big.encode()))
+    assert sent_texts(conn) == [big]
+    conn.sent(len(big))
+    conn.deliver(big, text_frame(big.encode()))
+    assert sent_texts(conn) == [big]
+    assert not conn.cut_off
