@@ -16,7 +16,9 @@ from .factories import decision_fields, methane_fields
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-AXE = Path(__file__).resolve().parent.parent / "node_modules" / "axe-core" / "axe.min.js"
+ROOT = Path(__file__).resolve().parent.parent
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 
 
 def serious_violations(tab) -> list[str]:
@@ -91,6 +93,10 @@ def test_no_serious_violations(signed_in, commander, liaison, incident, busy_exe
         if name in ("dashboard", "wall screen"):
             gold.wait_for_selector("#live-status[data-state=live]")
             gold.locator("details").first.evaluate("d => d.open = true")
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            gold.screenshot(
+                path=str(SCREENSHOTS / f"{name.replace(' ', '-')}-busy.png"), full_page=True
+            )
         found[name] = serious_violations(gold)
 
     fire = signed_in(liaison)

@@ -62,6 +62,7 @@ def test_a_decision_recorded_step_by_step_appears_on_the_commanders_dashboard_li
 
     fire = signed_in(liaison)
     fire.goto(f"/incidents/{incident.pk}/decisions/new/")
+    screenshot(fire, "decision-form")
     fill_decision_step_by_step(fire, "Evacuate the central station now.")
     fire.wait_for_url(f"**/incidents/{incident.pk}/")
     assert "Decision D-0001 recorded." in fire.locator(".messages").inner_text()

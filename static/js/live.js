@@ -36,6 +36,7 @@
   var BACKOFF_MAX_MS = 15000;
   var PANEL_REFRESH_DELAY_MS = 40; // coalesces a burst of events into one refresh per panel
   var REPLAY_RETRY_MS = 2000;
+  var FEED_MAX_LINES = 500;
 
   // Which panels each kind of event changes (by prefix of the kind).
   var PANELS_BY_KIND = [
@@ -190,6 +191,8 @@
       item.appendChild(mark);
     }
     feedEl.insertBefore(item, feedEl.firstChild);
+    // A wall screen stays open for days: keep the feed to its most recent lines.
+    while (feedEl.children.length > FEED_MAX_LINES) feedEl.removeChild(feedEl.lastChild);
     var empty = root.querySelector("[data-feed-empty]");
     if (empty) empty.hidden = true;
   }
