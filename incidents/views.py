@@ -57,7 +57,12 @@ def incident_list(request: HttpRequest) -> HttpResponse:
         .select_related("city", "lead_agency")
         .order_by("-updated_at", "-pk")
     )
-    filters: dict[str, Any] = form.cleaned_data if form.is_valid() else {}
+    # The valid filters apply even when another one is not (it is shown with its error): a bad
+    # level must not drop "exercises" and mix real incidents into an exercise list.
+    filters: dict[str, Any] = {}
+    if form.is_bound:
+        form.is_valid()
+        filters = form.cleaned_data
     show_exercises = filters.get("show") == IncidentFilterForm.SHOW_EXERCISES
     incidents = incidents.filter(is_exercise=show_exercises)
     if filters.get("status"):

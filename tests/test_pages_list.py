@@ -98,3 +98,11 @@ def test_outsiders_see_nothing_of_the_incident(client, outsider, incidents):
 def test_anonymous_visitors_are_sent_to_sign_in(client):
     response = client.get("/incidents/")
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_a_bad_filter_keeps_exercises_apart_from_real_incidents(client, commander, incidents):
+    client.force_login(commander)
+    page = listed(client, "?show=exercises&level=banana")
+    assert incidents["drill"].reference in page
+    assert incidents["attack"].reference not in page
+    assert "Select a valid choice" in page
