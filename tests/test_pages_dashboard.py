@@ -287,3 +287,23 @@ def test_the_dashboard_reads_in_a_number_of_queries_that_does_not_grow(
     add_items(6)
     assert queries() == few
     assert few <= 20
+
+
+def test_every_item_shows_its_tlp_marking(client, commander, liaison, incident, police):
+    decision_record(incident_id=incident.pk, author=liaison, **decision_fields(), marking="GREEN")
+    action_create(
+        incident_id=incident.pk, user=liaison, title="Cordon", owner_agency=police, marking="CLEAR"
+    )
+    timeline_add(incident_id=incident.pk, user=liaison, text="Noted", marking="AMBER")
+    methane_submit(incident_id=incident.pk, user=liaison, **methane_fields(), marking="GREEN")
+    client.force_login(commander)
+    expected = {
+        "decisions": 'class="tlp tlp-green"',
+        "actions": 'class="tlp tlp-clear"',
+        "timeline": 'class="tlp tlp-amber"',
+        "methane": 'class="tlp tlp-green"',
+    }
+    for panel, marking in expected.items():
+        page = dashboard(client, incident, f"panels/{panel}/")
+        assert marking in page, panel
+        assert "TLP:" in page, panel
