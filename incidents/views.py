@@ -436,14 +436,20 @@ def decision_position(request: HttpRequest, incident_id: int, decision_id: int) 
     entry = get_object_or_404(
         Decision.objects.visible_to(request.user)
         .filter(incident=incident)
-        .select_related("author_agency")
+        .select_related("author_agency", "superseded_by")
         .prefetch_related("positions__agency"),
         pk=decision_id,
     )
     template = "incidents/forms/position.html"
+    agency_id = signed_in(request).agency_id
+    context = {
+        "decision": entry,
+        "own_position": next((p for p in entry.positions.all() if p.agency_id == agency_id), None),
+        "correction": getattr(entry, "superseded_by", None),
+    }
     with timezone.override(incident.city.zone):
         if request.method == "GET":
-            return form_page(request, incident, PositionForm(), template, decision=entry)
+            return form_page(request, incident, PositionForm(), template, **context)
         form = PositionForm(request.POST)
         return submit(
             request,
@@ -456,7 +462,7 @@ def decision_position(request: HttpRequest, incident_id: int, decision_id: int) 
                 reason=form.cleaned_data["reason"],
             ),
             template=template,
-            context={"decision": entry},
+            context=context,
             success=lambda position: f"Your agency's position on {entry} is recorded.",
         )
 

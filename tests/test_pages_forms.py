@@ -430,3 +430,23 @@ def test_a_platform_superuser_without_an_agency_cannot_speak_for_one(client, lia
     assert response.status_code == 400
     assert b"You belong to no agency" in response.content
     assert not DecisionPosition.objects.exists()
+
+
+def test_the_position_page_says_when_there_is_nothing_left_to_record(
+    client, commander, liaison, incident
+):
+    from coordination.services import decision_position_record, decision_supersede
+
+    entry = decision_record(incident_id=incident.pk, author=liaison, **decision_fields())
+    decision_position_record(decision=entry, user=liaison, position="agree", reason="")
+    correction = decision_supersede(original=entry, author=liaison, **decision_fields())
+    url = f"/incidents/{incident.pk}/decisions/{entry.pk}/position/"
+
+    client.force_login(liaison)  # FRS agreed already
+    page = client.get(url).content.decode()
+    assert "Fire has already recorded that it agrees" in page and "<fieldset" not in page
+
+    client.force_login(commander)  # POL has not, but the entry was corrected
+    page = client.get(url).content.decode()
+    assert "has been superseded by" in page and "<fieldset" not in page
+    assert f"/decisions/{correction.pk}/position/" in page
