@@ -101,16 +101,18 @@ class Presence:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if forget and self.local:
-            for topic, members in list(self.local.items()):
+        if forget:
+            # Joins not yet written are dropped; everything written (or about to be) is removed.
+            for topic, members in self.local.items():
                 self._left.setdefault(topic, set()).update(members)
-                self._dirty.add(topic)
+            self._dirty |= set(self._left)
             self.local.clear()
             self._joined.clear()
-            try:
-                await self._flush()
-            except (RedisError, OSError) as exc:
-                logger.warning("could not remove presence on stop: %r", exc)
+            if self._dirty:
+                try:
+                    await self._flush()
+                except (RedisError, OSError) as exc:
+                    logger.warning("could not remove presence on stop: %r", exc)
         if self._client is not None:
             await self._client.aclose()
             self._client = None
