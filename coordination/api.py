@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from ctpn.api import validated
 from incidents.api import INCIDENT_PATH_PARAMETER, IncidentScopedViewSet
 
-from .models import Action, Agency, City, Decision, User
+from .models import Action, Agency, City, Decision, DecisionPosition, User
 from .roles import Capability
 from .serializers import (
     ActionInputSerializer,
@@ -19,6 +19,8 @@ from .serializers import (
     AgencyCreateSerializer,
     AgencySerializer,
     DecisionInputSerializer,
+    DecisionPositionInputSerializer,
+    DecisionPositionSerializer,
     DecisionSerializer,
     MeSerializer,
     UserCreateSerializer,
@@ -29,6 +31,7 @@ from .services import (
     action_update,
     agency_create,
     decision_log_verify,
+    decision_position_record,
     decision_record,
     user_create,
 )
@@ -130,6 +133,7 @@ class DecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Incident
         "retrieve": Capability.VIEW,
         "verify": Capability.VIEW,
         "create": Capability.LOG_WRITE,
+        "positions": Capability.LOG_WRITE,
     }
 
     def item_queryset(self, queryset):
@@ -148,6 +152,25 @@ class DecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Incident
         # The incident is the URL's; the service refuses a `supersedes` from any other incident.
         entry = decision_record(incident_id=incident.pk, author=request.user, **data)
         return self.created(entry)
+
+    @extend_schema(
+        request=DecisionPositionInputSerializer, responses={201: DecisionPositionSerializer}
+    )
+    @action(detail=True, methods=["post"])
+    def positions(self, request, incident_pk=None, pk=None):
+        """Record that your agency agrees with, or dissents from, this decision (once).
+
+        A second position of the same agency answers 409, as does a superseded decision.
+        """
+        entry = self.get_object()
+        data = validated(DecisionPositionInputSerializer, request)
+        position = decision_position_record(
+            decision=entry, user=request.user, position=data["position"], reason=data["reason"]
+        )
+        position = DecisionPosition.objects.select_related("agency", "recorded_by").get(
+            pk=position.pk
+        )
+        return Response(DecisionPositionSerializer(position).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses=ChainReportSerializer)
     @action(detail=False, methods=["get"])

@@ -234,7 +234,10 @@ class Decision(models.Model):
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
     def stored_positions(self) -> list[tuple[int, str, str]]:
-        return [(p.agency_id, p.stance, p.statement) for p in self.positions.all()]
+        """The positions recorded with the entry (those taken later carry their own hash)."""
+        return [
+            (p.agency_id, p.stance, p.statement) for p in self.positions.all() if not p.entry_hash
+        ]
 
 
 class Stance(models.TextChoices):
@@ -243,15 +246,30 @@ class Stance(models.TextChoices):
 
 
 class DecisionPosition(models.Model):
-    """An agency's agreement with, or dissent from, a joint decision, as recorded with it.
+    """An agency's agreement with, or dissent from, a joint decision.
 
-    Part of the decision's hashed content; append-only like the decision itself.
+    Append-only like the decision itself. A position recorded *with* the decision is part of the
+    decision's hashed content (``entry_hash`` empty). A position an agency takes *later* cannot
+    change that hash, so it carries its own: the SHA-256 of its content and of the hash before it,
+    which is the decision's hash for the first later position and the previous later position's
+    hash after that. Each decision thus grows a short chain hanging off the log's main chain.
     """
 
     decision = models.ForeignKey(Decision, on_delete=models.PROTECT, related_name="positions")
     agency = models.ForeignKey(Agency, on_delete=models.PROTECT, related_name="+")
     stance = models.CharField(max_length=8, choices=Stance.choices)
     statement = models.TextField(blank=True, help_text="The dissent, in the agency's words.")
+    recorded_by = models.ForeignKey(
+        User,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Who recorded a later position (empty: recorded with the decision).",
+    )
+    recorded_at = models.DateTimeField(null=True, blank=True)
+    prev_hash = models.CharField(max_length=64, blank=True)
+    entry_hash = models.CharField(max_length=64, blank=True)
 
     class Meta:
         ordering = ["decision", "agency__short_name"]
@@ -259,10 +277,37 @@ class DecisionPosition(models.Model):
             models.UniqueConstraint(
                 fields=["decision", "agency"], name="decision_position_one_per_agency"
             ),
+            models.UniqueConstraint(
+                fields=["entry_hash"],
+                condition=~models.Q(entry_hash=""),
+                name="decision_position_unique_hash",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.agency} {self.stance} {self.decision}"
+
+    @property
+    def is_later(self) -> bool:
+        return bool(self.entry_hash)
+
+    def canonical_content(self) -> str:
+        """A later position as one deterministic string: what its hash covers."""
+        content = {
+            "decision": self.decision_id,
+            "agency": self.agency_id,
+            "stance": self.stance,
+            "statement": self.statement,
+            "recorded_by": self.recorded_by_id,
+            "recorded_at": self.recorded_at.astimezone(UTC).isoformat()
+            if self.recorded_at
+            else None,
+        }
+        return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    def compute_hash(self) -> str:
+        payload = f"{self.prev_hash}\n{self.canonical_content()}"
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 class ActionStatus(models.TextChoices):

@@ -4,7 +4,16 @@ from django.db import models
 from rest_framework import serializers
 
 from .markings import DEFAULT_MARKING, Marking
-from .models import Action, ActionStatus, Agency, AgencyType, Decision, DecisionPosition, User
+from .models import (
+    Action,
+    ActionStatus,
+    Agency,
+    AgencyType,
+    Decision,
+    DecisionPosition,
+    Stance,
+    User,
+)
 from .roles import Capability, Role, user_can
 from .validation import EARLIEST_INSTANT
 
@@ -117,12 +126,40 @@ class UserCreateSerializer(serializers.Serializer):
 
 
 class DecisionPositionSerializer(serializers.ModelSerializer):
+    """An agency's position on a decision. ``entry_hash`` is empty for a position recorded with
+    the decision (the decision's hash covers it) and set for one recorded later."""
+
     agency_name = serializers.CharField(source="agency.short_name", read_only=True)
+    recorded_by_name = serializers.CharField(
+        source="recorded_by.__str__", default=None, read_only=True
+    )
 
     class Meta:
         model = DecisionPosition
-        fields = ["agency", "agency_name", "stance", "statement"]
+        fields = [
+            "agency",
+            "agency_name",
+            "stance",
+            "statement",
+            "recorded_by",
+            "recorded_by_name",
+            "recorded_at",
+            "prev_hash",
+            "entry_hash",
+        ]
         read_only_fields = fields
+
+
+class DecisionPositionInputSerializer(serializers.Serializer):
+    position = serializers.ChoiceField(
+        choices=Stance.choices, help_text="Whether your agency agrees or dissents."
+    )
+    reason = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Why your agency dissents (required for a dissent).",
+    )
 
 
 class OptionSerializer(serializers.Serializer):

@@ -30,7 +30,7 @@ from .models import (
     User,
 )
 from .roles import Capability, Role
-from .serializers import ActionSerializer, DecisionSerializer
+from .serializers import ActionSerializer, DecisionPositionSerializer, DecisionSerializer
 from .validation import errors_raise, instant_check, recording_agency, require, text_required
 
 
@@ -179,6 +179,83 @@ def decision_supersede(*, original: Decision, author: User, **fields: Any) -> De
     )
 
 
+def decision_position_record(
+    *, decision: Decision, user: User, position: str, reason: str = ""
+) -> DecisionPosition:
+    """Record, after the fact, that the user's agency agrees with or dissents from a decision.
+
+    The decision's own hash stays as it was; the position is hashed on its own and chained to the
+    decision's hash (or to the previous later position of the same decision), so the log stays
+    append-only and ``decision_log_verify`` sees any edit or removal. One position per agency.
+    """
+    errors: dict[str, list[str]] = {}
+    if position not in Stance.values:
+        errors.setdefault("position", []).append(
+            f"Unknown position {position!r}; use one of {', '.join(Stance.values)}."
+        )
+    if position == Stance.DISSENT and not (reason or "").strip():
+        errors.setdefault("reason", []).append("Say why your agency dissents.")
+    errors_raise(errors)
+    agency = recording_agency(user)
+    with transaction.atomic():
+        # Incident row first, as every writer of the log does: later positions of one decision
+        # are then appended strictly one after another and their chain stays linear.
+        incident = incident_lock_for_write(
+            incident_id=decision.incident_id, user=user, capability=Capability.LOG_WRITE
+        )
+        entry = (
+            Decision.objects.visible_to(user)
+            .filter(incident=incident)
+            .select_related("superseded_by")
+            .get(pk=decision.pk)
+        )
+        if not incident.participating_agencies.filter(pk=agency.pk).exists():
+            raise ValidationError({"agency": ["Only participating agencies can agree or dissent."]})
+        existing = entry.positions.filter(agency=agency).first()
+        if existing is not None:
+            raise Conflict(
+                f"{agency} has already recorded that it {existing.get_stance_display().lower()} "
+                f"with {entry}; a position is recorded once and never changed."
+            )
+        later = getattr(entry, "superseded_by", None)
+        if later is not None:
+            raise Conflict(
+                f"{entry} has been superseded by {later}; take a position on {later} instead.",
+                allowed=[str(later.pk)],
+            )
+        # In insertion order: ids are drawn under the incident lock, so they follow the chain
+        # (a clock stepping back would not).
+        previous = entry.positions.exclude(entry_hash="").order_by("-pk").first()
+        record = DecisionPosition(
+            decision=entry,
+            agency=agency,
+            stance=position,
+            statement=(reason or "").strip(),
+            recorded_by=user,
+            recorded_at=timezone.now(),
+            prev_hash=previous.entry_hash if previous else entry.entry_hash,
+        )
+        record.entry_hash = record.compute_hash()
+        try:
+            with transaction.atomic():
+                record.save()
+        except IntegrityError as exc:  # the incident lock makes this unreachable short of a bug
+            raise Conflict(f"{agency} has already recorded a position on {entry}.") from exc
+        event_append(
+            incident=incident,
+            kind="decision.position_recorded",
+            payload={
+                "decision": entry.pk,
+                "label": entry.label,
+                **DecisionPositionSerializer(record).data,
+            },
+            actor=user,
+            subject=entry,
+            marking=entry.marking,
+        )
+    return record
+
+
 @dataclass(frozen=True)
 class ChainReport:
     """The result of checking an incident's decision log."""
@@ -192,7 +269,14 @@ class ChainReport:
 
 
 def decision_log_verify(*, incident_id: int) -> ChainReport:
-    """Recompute every hash of an incident's log and report the first entry that does not fit."""
+    """Recompute every hash of an incident's log and report the first entry that does not fit.
+
+    Covers the positions agencies recorded later: each must fit its own chain off its decision,
+    and every such position the incident's event stream announced must still be there (which
+    also catches the removal of the newest one, that no chain link would reveal).
+    """
+    from incidents.models import IncidentEvent  # the event stream records what was announced
+
     expected_prev = GENESIS_HASH
     count = 0
     entries = (
@@ -200,6 +284,18 @@ def decision_log_verify(*, incident_id: int) -> ChainReport:
         .order_by("sequence")
         .prefetch_related("positions")
     )
+    later_hashes: set[str] = set()
+
+    def broken(entry: Decision, number: int, problem: str) -> ChainReport:
+        return ChainReport(
+            intact=False,
+            entries=number,
+            broken_at=entry.sequence,
+            broken_id=entry.pk,
+            reason=problem,
+            last_hash=expected_prev,
+        )
+
     for count, entry in enumerate(entries.iterator(chunk_size=2000), start=1):
         problem = ""
         if entry.sequence != count:
@@ -208,17 +304,39 @@ def decision_log_verify(*, incident_id: int) -> ChainReport:
             problem = "its link to the previous entry does not match that entry's hash"
         elif entry.compute_hash(entry.stored_positions()) != entry.entry_hash:
             problem = "its content no longer matches its hash: it was changed after recording"
+        else:
+            problem = _later_positions_check(entry, later_hashes)
         if problem:
-            return ChainReport(
-                intact=False,
-                entries=count,
-                broken_at=entry.sequence,
-                broken_id=entry.pk,
-                reason=problem,
-                last_hash=expected_prev,
-            )
+            return broken(entry, count, problem)
         expected_prev = entry.entry_hash
+
+    announced = IncidentEvent.objects.filter(
+        incident_id=incident_id, kind="decision.position_recorded"
+    ).values_list("subject_id", "payload")
+    for decision_id, payload in announced:
+        if payload.get("entry_hash") in later_hashes:
+            continue
+        missing_from = Decision.objects.filter(pk=decision_id or 0).first()
+        if missing_from is not None:
+            agency_name = payload.get("agency_name", "an agency")
+            return broken(
+                missing_from, count, f"the position {agency_name} recorded later is missing"
+            )
     return ChainReport(intact=True, entries=count, last_hash=expected_prev)
+
+
+def _later_positions_check(entry: Decision, seen: set[str]) -> str:
+    """What is wrong with the chain of positions recorded after ``entry``, or ''."""
+    later = sorted((p for p in entry.positions.all() if p.entry_hash), key=lambda p: p.pk)
+    expected = entry.entry_hash
+    for position in later:
+        seen.add(position.entry_hash)
+        if position.prev_hash != expected:
+            return "a position recorded later is not linked to the hash before it"
+        if position.compute_hash() != position.entry_hash:
+            return "a position recorded later no longer matches its hash: it was changed"
+        expected = position.entry_hash
+    return ""
 
 
 def action_create(

@@ -182,6 +182,17 @@ if not PRODUCTION:
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# --- Pages -------------------------------------------------------------------------------------
+# Map tiles of the dashboard's incident map, as a Leaflet URL template. Set it to the city's own
+# tile server where the public one must not see which places are being looked at; an empty value
+# means no tile layer at all (the location is always given in text as well).
+MAP_TILE_URL = os.environ.get(
+    "CTPN_MAP_TILE_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+).strip()
+MAP_TILE_ATTRIBUTION = env_str("CTPN_MAP_TILE_ATTRIBUTION", "&copy; OpenStreetMap contributors")
+# Incidents per page of the incident list.
+INCIDENT_LIST_PAGE_SIZE = env_int("CTPN_INCIDENT_LIST_PAGE_SIZE", 50)
+
 # --- Live updates (Channels) -------------------------------------------------------------------
 # No channel layer: publishers call ctpn.realtime.publish (one Redis PUBLISH), and each web process
 # holds one subscription and writes to its own sockets (comms/fanout.py). See comms/consumers.py
@@ -250,6 +261,7 @@ SPECTACULAR_SETTINGS = {
         "IncidentTypeEnum": "incidents.models.IncidentType",
         "ActionStatusEnum": "coordination.models.ActionStatus",
         "AgencyTypeEnum": "coordination.models.AgencyType",
+        "StanceEnum": "coordination.models.Stance",
     },
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
 }

@@ -160,3 +160,30 @@ def page(browser):
     tab.set_default_timeout(15_000)
     yield tab
     context.close()
+
+
+@pytest.fixture
+def signed_in(browser, request):
+    """Open a browser tab signed in as a user: ``signed_in(user)`` (on the session's ASGI server)
+    or ``signed_in(user, server=...)``. Each call is its own browser context, as two people on
+    two machines would be. The session is made server-side; no password is typed."""
+    from django.test import Client
+
+    contexts = []
+
+    def open_as(user, server=None, javascript: bool = True):
+        server = server or request.getfixturevalue("asgi_server")
+        client = Client()
+        client.force_login(user)
+        context = browser.new_context(base_url=server.url, java_script_enabled=javascript)
+        context.add_cookies(
+            [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": server.url}]
+        )
+        contexts.append(context)
+        tab = context.new_page()
+        tab.set_default_timeout(15_000)
+        return tab
+
+    yield open_as
+    for context in contexts:
+        context.close()

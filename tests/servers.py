@@ -65,6 +65,11 @@ def wait_until_listening(url: str, process: subprocess.Popen, timeout: float = 3
     raise RuntimeError(f"server at {url} did not answer within {timeout} s")
 
 
+# Map tiles from a port nothing listens on: pages must work with no tile server reachable, and the
+# tests must not depend on (or leak requests to) a public one.
+UNREACHABLE_TILES = "http://127.0.0.1:9/{z}/{x}/{y}.png"
+
+
 @dataclass
 class AsgiServer:
     url: str
@@ -74,9 +79,15 @@ class AsgiServer:
     def ws_url(self) -> str:
         return self.url.replace("http://", "ws://", 1)
 
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
 
-def start_asgi_server(workers: int = 1, **env: str) -> AsgiServer:
-    port = free_port()
+
+def start_asgi_server(workers: int = 1, port: int | None = None, **env: str) -> AsgiServer:
+    """Start uvicorn; on ``port`` if given (e.g. to bring a stopped server back where its clients
+    will reconnect), else on a free one."""
+    port = port or free_port()
     process = subprocess.Popen(  # noqa: S603
         [
             sys.executable,
@@ -118,6 +129,6 @@ def stop_server(process: subprocess.Popen) -> None:
 def asgi_server(django_db_setup, django_db_blocker) -> Iterator[AsgiServer]:
     """The platform under uvicorn, as deployed, for the whole session (it starts in ~2 s)."""
     with django_db_blocker.unblock():
-        server = start_asgi_server()
+        server = start_asgi_server(CTPN_MAP_TILE_URL=UNREACHABLE_TILES)
     yield server
     stop_server(server.process)
