@@ -147,6 +147,12 @@ class ResponderGroupAdmin(admin.ModelAdmin):
 
 
 class EscalationStepFormSet(forms.BaseInlineFormSet):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # The formset itself never saves (the service writes the steps); the admin's change
+        # history still asks what it saved.
+        self.new_objects, self.changed_objects, self.deleted_objects = [], [], []
+
     def steps(self) -> list[StepSpec]:
         rows = [
             form.cleaned_data

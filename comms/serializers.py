@@ -5,6 +5,7 @@ Rota part: rotas, who is on call, shifts, cover, contact methods, escalation pol
 
 from datetime import datetime
 
+from django.urls import reverse
 from rest_framework import serializers
 
 from coordination.models import User
@@ -52,7 +53,7 @@ class RotaSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_calendar_url(self, rota: Rota) -> str:
-        path = f"/rotas/{rota.pk}/calendar.ics?token={calendar_token(rota)}"
+        path = reverse("rota-calendar", args=[rota.pk]) + f"?token={calendar_token(rota)}"
         request = self.context.get("request")
         return request.build_absolute_uri(path) if request is not None else path
 

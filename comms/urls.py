@@ -5,8 +5,8 @@ from django.urls import path
 from . import views
 
 urlpatterns = [
-    path("rotas/", views.rota_list, name="rota-list"),
-    path("rotas/<int:pk>/", views.rota_detail, name="rota-detail"),
+    path("rotas/", views.rota_list, name="rotas"),
+    path("rotas/<int:pk>/", views.rota_detail, name="rota"),
     path("rotas/<int:pk>/shifts/", views.rota_shift_add, name="rota-shift-add"),
     path(
         "rotas/<int:pk>/shifts/<int:shift_id>/delete/",

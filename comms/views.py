@@ -142,7 +142,7 @@ def rota_shift_add(request: HttpRequest, pk: int) -> HttpResponse:
             _service_errors_to_form(form, exc, {"officer": "user"})
         else:
             messages.success(request, "Shift added.")
-            return redirect("rota-detail", pk=rota.pk)
+            return redirect("rota", pk=rota.pk)
     return _detail(request, rota, shift_form=form, status=400)
 
 
@@ -162,7 +162,7 @@ def rota_override_add(request: HttpRequest, pk: int) -> HttpResponse:
             _service_errors_to_form(form, exc, {"officer": "user"})
         else:
             messages.success(request, "Cover added.")
-            return redirect("rota-detail", pk=rota.pk)
+            return redirect("rota", pk=rota.pk)
     return _detail(request, rota, override_form=form, status=400)
 
 
@@ -173,7 +173,7 @@ def rota_shift_delete(request: HttpRequest, pk: int, shift_id: int) -> HttpRespo
     get_object_or_404(Shift.objects.visible_to(request.user), pk=shift_id, rota=rota)
     shift_delete(user=_signed_in(request), shift_id=shift_id)
     messages.success(request, "Shift removed.")
-    return redirect("rota-detail", pk=rota.pk)
+    return redirect("rota", pk=rota.pk)
 
 
 @login_required
@@ -183,7 +183,7 @@ def rota_override_delete(request: HttpRequest, pk: int, override_id: int) -> Htt
     get_object_or_404(RotaOverride.objects.visible_to(request.user), pk=override_id, rota=rota)
     override_delete(user=_signed_in(request), override_id=override_id)
     messages.success(request, "Cover removed.")
-    return redirect("rota-detail", pk=rota.pk)
+    return redirect("rota", pk=rota.pk)
 
 
 @login_required
@@ -192,7 +192,7 @@ def rota_calendar_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
     rota = _visible_rota(request, pk)
     rota_calendar_revoke(user=_signed_in(request), rota_id=rota.pk)
     messages.success(request, "Calendar link replaced; the old link no longer works.")
-    return redirect("rota-detail", pk=rota.pk)
+    return redirect("rota", pk=rota.pk)
 
 
 @require_GET
