@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
@@ -22,10 +22,12 @@ from ctpn.api import validated
 from .models import ContactMethod, EscalationPolicy, ResponderGroup, Rota, RotaOverride, Shift
 from .rotas import on_call, on_call_next
 from .serializers import (
+    ContactMethodForUserInputSerializer,
     ContactMethodInputSerializer,
     ContactMethodPatchSerializer,
     ContactMethodSecretSerializer,
     ContactMethodSerializer,
+    ContactMethodWithOwnerSerializer,
     EscalationPolicySerializer,
     OnCallQuerySerializer,
     OnCallSerializer,
@@ -220,21 +222,60 @@ class OverrideViewSet(
         override_delete(user=_caller(self.request), override_id=instance.pk)
 
 
-class MyContactMethodViewSet(
+class _ContactMethodViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
+    serializer_class = ContactMethodSerializer
+    filterset_fields = ["kind", "is_active"]
+    input_serializer: type[serializers.Serializer] = ContactMethodInputSerializer
+
+    def owner_for_create(self, data: dict) -> User:
+        raise NotImplementedError
+
+    @extend_schema(
+        request=ContactMethodInputSerializer, responses={201: ContactMethodSecretSerializer}
+    )
+    def create(self, request):
+        data = validated(self.input_serializer, request)
+        owner = self.owner_for_create(data)
+        method = contact_method_create(user=_caller(request), owner=owner, **data)
+        return Response(ContactMethodSecretSerializer(method).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=ContactMethodPatchSerializer, responses=ContactMethodSerializer)
+    def partial_update(self, request, pk: Any = None):
+        method = self.get_object()
+        data = validated(ContactMethodPatchSerializer, request)
+        if not data:
+            return Response(
+                {"non_field_errors": ["Give label or is_active."]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        method = contact_method_update(user=_caller(request), method_id=method.pk, **data)
+        return Response(self.get_serializer(method).data)
+
+    @extend_schema(request=None, responses=ContactMethodSecretSerializer)
+    @action(detail=True, methods=["post"], url_path="rotate-secret")
+    def rotate_secret(self, request, pk: Any = None):
+        """Replace a webhook's signing secret; the answer shows the new one, once."""
+        method = contact_method_rotate_secret(user=_caller(request), method_id=self.get_object().pk)
+        return Response(ContactMethodSecretSerializer(method).data)
+
+    def perform_destroy(self, instance: ContactMethod) -> None:
+        contact_method_delete(user=_caller(self.request), method_id=instance.pk)
+
+
+class MyContactMethodViewSet(_ContactMethodViewSet):
     """The caller's own ways to be reached with alerts. In-app notification is always on.
 
     A webhook's signing secret (HMAC-SHA256 key) is shown once, in the answer that creates it or
     replaces it.
     """
 
-    serializer_class = ContactMethodSerializer
     pagination_class = None
-    filterset_fields = ["kind", "is_active"]
+    input_serializer = ContactMethodInputSerializer
     required_capabilities = {
         "list": Capability.VIEW,
         "retrieve": Capability.VIEW,
@@ -252,35 +293,47 @@ class MyContactMethodViewSet(
             .order_by("kind", "id")
         )
 
+    def owner_for_create(self, data: dict) -> User:
+        return _caller(self.request)
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("user", OpenApiTypes.INT, description="Only this person's methods.")
+    ]
+)
+class ContactMethodViewSet(_ContactMethodViewSet):
+    """Contact methods of the people of the caller's city, for administrators who look after
+    them (people manage their own under ``/me/contact-methods/``)."""
+
+    serializer_class = ContactMethodWithOwnerSerializer
+    filterset_fields = ["kind", "is_active", "user"]
+    input_serializer = ContactMethodForUserInputSerializer
+    required_capabilities = {
+        "list": Capability.DIRECTORY_MANAGE,
+        "retrieve": Capability.DIRECTORY_MANAGE,
+        "create": Capability.DIRECTORY_MANAGE,
+        "partial_update": Capability.DIRECTORY_MANAGE,
+        "destroy": Capability.DIRECTORY_MANAGE,
+        "rotate_secret": Capability.DIRECTORY_MANAGE,
+    }
+
+    def get_queryset(self) -> QuerySet[ContactMethod]:
+        return (
+            ContactMethod.objects.visible_to(self.request.user)
+            .select_related("user")
+            .order_by("user__username", "kind", "id")
+        )
+
+    def owner_for_create(self, data: dict) -> User:
+        return data.pop("user")
+
     @extend_schema(
-        request=ContactMethodInputSerializer, responses={201: ContactMethodSecretSerializer}
+        request=ContactMethodForUserInputSerializer,
+        responses={201: ContactMethodSecretSerializer},
     )
-    def create(self, request) -> Response:
-        data = validated(ContactMethodInputSerializer, request)
-        method = contact_method_create(user=request.user, owner=request.user, **data)
-        return Response(ContactMethodSecretSerializer(method).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(request=ContactMethodPatchSerializer, responses=ContactMethodSerializer)
-    def partial_update(self, request, pk: Any = None) -> Response:
-        method = self.get_object()
-        data = validated(ContactMethodPatchSerializer, request)
-        if not data:
-            return Response(
-                {"non_field_errors": ["Give label or is_active."]},
-                status=status.HTTP_400_BAD_REQUEST,
-            )
-        method = contact_method_update(user=request.user, method_id=method.pk, **data)
-        return Response(self.get_serializer(method).data)
-
-    @extend_schema(request=None, responses=ContactMethodSecretSerializer)
-    @action(detail=True, methods=["post"], url_path="rotate-secret")
-    def rotate_secret(self, request, pk: Any = None) -> Response:
-        """Replace a webhook's signing secret; the answer shows the new one, once."""
-        method = contact_method_rotate_secret(user=request.user, method_id=self.get_object().pk)
-        return Response(ContactMethodSecretSerializer(method).data)
-
-    def perform_destroy(self, instance: ContactMethod) -> None:
-        contact_method_delete(user=_caller(self.request), method_id=instance.pk)
+    def create(self, request):
+        return super().create(request)
 
 
 class EscalationPolicyViewSet(

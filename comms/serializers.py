@@ -193,6 +193,16 @@ class ContactMethodInputSerializer(serializers.Serializer):
     )
 
 
+class ContactMethodForUserInputSerializer(ContactMethodInputSerializer):
+    user = VisibleRelatedField(queryset=User.objects.all(), help_text="Whose method this is.")
+
+
+class ContactMethodWithOwnerSerializer(ContactMethodSerializer):
+    class Meta(ContactMethodSerializer.Meta):
+        fields = ["id", "user", *ContactMethodSerializer.Meta.fields[1:]]
+        read_only_fields = fields
+
+
 class ContactMethodPatchSerializer(serializers.Serializer):
     label = serializers.CharField(  # type: ignore[assignment]
         max_length=60, required=False, allow_blank=True

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from comms.api import (
+    ContactMethodViewSet,
     EscalationPolicyViewSet,
     MyContactMethodViewSet,
     OverrideViewSet,
@@ -45,6 +46,7 @@ router.register("rotas", RotaViewSet, basename="rota")
 router.register(f"{rota}/shifts", ShiftViewSet, basename="rota-shift")
 router.register(f"{rota}/overrides", OverrideViewSet, basename="rota-override")
 router.register("me/contact-methods", MyContactMethodViewSet, basename="my-contact-method")
+router.register("contact-methods", ContactMethodViewSet, basename="contact-method")
 router.register("escalation-policies", EscalationPolicyViewSet, basename="escalation-policy")
 router.register("responder-groups", ResponderGroupViewSet, basename="responder-group")
 

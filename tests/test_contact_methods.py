@@ -194,3 +194,38 @@ def test_a_colleague_cannot_add_methods_for_someone_else(liaison, observer):
     duty = UserFactory(agency=liaison.agency, roles=[Role.DUTY_OFFICER])
     with pytest.raises(PermissionDenied):
         contact_method_create(user=duty, owner=liaison, kind="email", address="x@example.org")
+
+
+ADMIN_URL = "/api/v1/contact-methods/"
+
+
+def test_administrators_manage_the_citys_methods_over_the_api(
+    api, administrator, liaison, oslo_police
+):
+    client = api(administrator)
+    created = client.post(
+        ADMIN_URL, {"user": liaison.pk, "kind": "sms", "address": "+46 70 174 06 05"}
+    )
+    assert created.status_code == 201, created.json()
+    assert ContactMethod.objects.get(pk=created.json()["id"]).user == liaison
+    listed = client.get(ADMIN_URL, {"user": liaison.pk}).json()["results"]
+    assert [(m["user"], m["address"]) for m in listed] == [(liaison.pk, "+46701740605")]
+    method_url = f"{ADMIN_URL}{created.json()['id']}/"
+    assert client.patch(method_url, {"is_active": False}).json()["is_active"] is False
+    assert client.delete(method_url).status_code == 204
+
+    stranger = UserFactory(agency=oslo_police)
+    abroad = contact_method_create(user=stranger, owner=stranger, kind="email", address="o@x.org")
+    refused = client.post(ADMIN_URL, {"user": stranger.pk, "kind": "email", "address": "a@x.org"})
+    assert refused.status_code == 400 and "user" in refused.json()
+    assert client.get(f"{ADMIN_URL}{abroad.pk}/").status_code == 404
+    assert client.delete(f"{ADMIN_URL}{abroad.pk}/").status_code == 404
+
+
+def test_the_citys_methods_are_for_administrators_only(api, liaison, observer):
+    contact_method_create(user=observer, owner=observer, kind="email", address="o@x.org")
+    client = api(liaison)
+    assert client.get(ADMIN_URL).status_code == 403
+    body = {"user": observer.pk, "kind": "email", "address": "x@x.org"}
+    assert client.post(ADMIN_URL, body).status_code == 403
+    assert ContactMethod.objects.count() == 1
