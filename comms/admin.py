@@ -58,6 +58,10 @@ class RotaAdmin(admin.ModelAdmin):
     fields = ["agency", "name", "description", "is_active"]
     inlines = [ShiftInline, OverrideInline]
 
+    def get_readonly_fields(self, request, obj=None):
+        # Its shifts name people of its agency: a rota cannot move to another agency.
+        return ["agency"] if obj is not None else []
+
 
 @admin.register(Shift)
 class ShiftAdmin(ReadOnlyAdmin):

@@ -29,8 +29,8 @@ class LocalDateTimeField(forms.DateTimeField):
                 naive = datetime.strptime(str(value).strip(), fmt)
             except ValueError:
                 continue
-            if naive.year < 2000:
-                raise forms.ValidationError("Must be in the year 2000 or later.")
+            if not 2000 <= naive.year < 2100:
+                raise forms.ValidationError("Must be from the year 2000 and before 2100.")
             return naive.replace(tzinfo=self.zone)
         raise forms.ValidationError("Enter a date and time, e.g. 2026-03-23 08:00.")
 

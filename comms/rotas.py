@@ -31,6 +31,7 @@ from django.db.models import Q
 from coordination.models import Agency, User
 
 from .models import (
+    LATEST_INSTANT,
     EscalationPolicy,
     EscalationStep,
     Recurrence,
@@ -147,6 +148,8 @@ class DutyOfficer:
 def _aware(value: datetime, name: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be an aware datetime (with a UTC offset).")
+    if value >= LATEST_INSTANT:
+        raise ValueError(f"{name} must be before {LATEST_INSTANT:%Y}.")
     return value
 
 

@@ -13,6 +13,7 @@ from coordination.serializers import InstantField, VisibleRelatedField
 
 from .ical import calendar_token
 from .models import (
+    LATEST_INSTANT,
     ContactKind,
     ContactMethod,
     EscalationPolicy,
@@ -25,6 +26,16 @@ from .models import (
     Tier,
 )
 from .rotas import Assignment, Handover, wall_clock_instants
+
+
+class RotaInstantField(InstantField):
+    """An instant a rota can be asked about or planned for: from 2000, before 2100."""
+
+    def to_internal_value(self, value):
+        instant = super().to_internal_value(value)
+        if instant >= LATEST_INSTANT:
+            raise serializers.ValidationError(f"Must be before {LATEST_INSTANT:%Y}.")
+        return instant
 
 
 def _person(user: User | None) -> str | None:
@@ -93,7 +104,7 @@ class OnCallSerializer(serializers.Serializer):
 
 
 class OnCallQuerySerializer(serializers.Serializer):
-    at = InstantField(required=False, help_text="ISO 8601 instant; default now.")
+    at = RotaInstantField(required=False, help_text="ISO 8601 instant; default now.")
     next = serializers.IntegerField(
         required=False, default=5, min_value=0, max_value=50, help_text="Hand-overs to list."
     )
@@ -137,8 +148,8 @@ class ShiftSerializer(serializers.ModelSerializer):
 class ShiftInputSerializer(serializers.Serializer):
     user = VisibleRelatedField(queryset=User.objects.all(), help_text="Who is on duty.")
     tier = serializers.ChoiceField(choices=Tier.choices, default=Tier.PRIMARY)
-    starts_at = InstantField(help_text="First start, read on the city's wall clock.")
-    ends_at = InstantField(help_text="First end; the wall-clock length repeats.")
+    starts_at = RotaInstantField(help_text="First start, read on the city's wall clock.")
+    ends_at = RotaInstantField(help_text="First end; the wall-clock length repeats.")
     recurrence = serializers.ChoiceField(choices=Recurrence.choices, default=Recurrence.ONCE)
     interval = serializers.IntegerField(default=1, min_value=1, max_value=52)
     repeat_until = serializers.DateField(required=False, allow_null=True, default=None)
@@ -160,8 +171,8 @@ class OverrideSerializer(serializers.ModelSerializer):
 class OverrideInputSerializer(serializers.Serializer):
     user = VisibleRelatedField(queryset=User.objects.all(), help_text="Who covers.")
     tier = serializers.ChoiceField(choices=Tier.choices, default=Tier.PRIMARY)
-    starts_at = InstantField()
-    ends_at = InstantField()
+    starts_at = RotaInstantField()
+    ends_at = RotaInstantField()
     reason = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
 
 

@@ -25,6 +25,7 @@ from coordination.roles import Capability, user_can
 from coordination.validation import EARLIEST_INSTANT, Errors, errors_raise, require, text_required
 
 from .models import (
+    LATEST_INSTANT,
     MAX_SHIFT_DURATION,
     ContactKind,
     ContactMethod,
@@ -126,6 +127,9 @@ def _instant_range_check(errors: Errors, starts_at: Any, ends_at: Any) -> bool:
         elif value < EARLIEST_INSTANT:
             _add(errors, name, "Must be in the year 2000 or later.")
             ok = False
+        elif value >= LATEST_INSTANT:
+            _add(errors, name, f"Must be before {LATEST_INSTANT:%Y}.")
+            ok = False
     if ok and ends_at <= starts_at:
         _add(errors, "ends_at", "Must be after the start.")
         ok = False
@@ -206,6 +210,8 @@ def shift_create(
                     _add(errors, "repeat_until", "Only a repeating shift has a last date.")
                 elif repeat_until < clock.start_date:
                     _add(errors, "repeat_until", "Must not be before the first occurrence.")
+                elif repeat_until >= LATEST_INSTANT.date():
+                    _add(errors, "repeat_until", f"Must be before {LATEST_INSTANT:%Y}.")
         errors_raise(errors)
         assert clock is not None and officer is not None
         return Shift.objects.create(

@@ -103,6 +103,8 @@ def test_on_call_defaults_to_now(api, liaison, rota, daily, anna):
     [
         ({"at": "yesterday"}, "at"),
         ({"at": "1999-12-31T23:00:00Z"}, "at"),
+        ({"at": "9999-12-31T23:59:59Z"}, "at"),
+        ({"at": "2100-01-01T00:00:00Z"}, "at"),
         ({"next": "many"}, "next"),
         ({"next": "-1"}, "next"),
         ({"next": "51"}, "next"),
@@ -165,6 +167,9 @@ def test_an_administrator_adds_a_weekly_shift_read_on_the_local_clock(
         ({"recurrence": "daily", "interval": 1}, "ends_at"),  # 7 days long, repeating daily
         ({"repeat_until": "2026-05-01"}, "repeat_until"),
         ({"repeat_until": "someday"}, "repeat_until"),
+        ({"repeat_until": "9999-12-31"}, "repeat_until"),
+        ({"starts_at": "9999-12-31T08:00:00Z", "ends_at": "9999-12-31T09:00:00Z"}, "starts_at"),
+        ({"starts_at": "0001-01-01T08:00:00Z"}, "starts_at"),
         ({"note": "x" * 201}, "note"),
     ],
 )
