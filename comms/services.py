@@ -385,7 +385,9 @@ def contact_method_create(
             raise ValidationError(
                 {"non_field_errors": [f"At most {MAX_CONTACT_METHODS} contact methods a person."]}
             )
-        if ContactMethod.objects.filter(user=owner, kind=kind, address__iexact=clean).exists():
+        # E-mail addresses compare without case; a URL's path and query may depend on it.
+        lookup = "address__iexact" if kind == ContactKind.EMAIL else "address"
+        if ContactMethod.objects.filter(user=owner, kind=kind, **{lookup: clean}).exists():
             raise ValidationError({"address": ["This address is already one of the methods."]})
         try:
             with transaction.atomic():
