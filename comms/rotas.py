@@ -259,6 +259,10 @@ def _inverse(precedence: tuple[bool, datetime, int]) -> tuple[int, float, int]:
     return (-int(is_override), -starts_at.timestamp(), -source_id)
 
 
+def _user_id(occ: Occurrence | None) -> int | None:
+    return occ.user_id if occ is not None else None
+
+
 def _same_holder(a: Occurrence | None, b: Occurrence | None) -> bool:
     if a is None or b is None:
         return a is b
@@ -399,7 +403,14 @@ def _handovers(data: _RotaData, *, after: datetime, within: timedelta) -> list[H
     timeline = data.timeline(start=start, end=end)
     handovers = []
     for tier in TIERS:
-        for (_left, _right, before), (left, _r, occ) in itertools.pairwise(timeline[tier]):
+        # A person whose cover runs straight into their own shift (or back) hands over to
+        # nobody: only a change of person is a hand-over.
+        changes = [
+            stretch
+            for index, stretch in enumerate(timeline[tier])
+            if index == 0 or _user_id(stretch[2]) != _user_id(timeline[tier][index - 1][2])
+        ]
+        for (_left, _right, before), (left, _r, occ) in itertools.pairwise(changes):
             if left <= after:
                 continue
             handovers.append(
@@ -421,7 +432,8 @@ def on_call_next(
     """The next hand-overs of ``rota`` strictly after ``after``, soonest first (primary before
     secondary at the same instant), at most ``limit`` of them and no further than ``within``.
 
-    A hand-over to nobody (a gap in the rota) is listed too, with ``user`` None.
+    A hand-over to nobody (a gap in the rota) is listed too, with ``user`` None. Only a change
+    of person counts: someone whose cover runs straight into their own shift hands over nothing.
     """
     after = _aware(after, "after")
     rota = _rota_with_city(rota)
