@@ -555,6 +555,8 @@ def escalation_policy_save(
         _add(errors, "repeat_count", "A repeating policy needs a wait in at least one step.")
     if rota is not None and rota.agency_id != agency.pk:
         _add(errors, "rota", "Must be a rota of the same agency.")
+    elif rota is not None and not rota.is_active:
+        _add(errors, "rota", "This rota is inactive: nobody on it would be alerted.")
     if policy is not None and policy.agency_id != agency.pk:
         _add(errors, "agency", "A policy stays with its agency.")
     errors_raise(errors)

@@ -6,7 +6,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from comms.models import Rota
-from comms.rotas import duty_officers, on_call, on_call_next, rota_timeline
+from comms.rotas import (
+    duty_officers,
+    duty_officers_by_agency,
+    on_call,
+    on_call_next,
+    rota_timeline,
+)
 from coordination.roles import Role
 
 from .factories import RotaFactory, RotaOverrideFactory, ShiftFactory, UserFactory
@@ -363,3 +369,27 @@ def test_cover_by_the_person_already_on_call_is_no_hand_over(rota, anna, bob):
         (local(2026, 5, 4, 22), bob, anna),
         (local(2026, 5, 5, 8), None, bob),
     ]
+
+
+def test_someone_who_moved_to_another_agency_is_no_longer_on_its_rota(rota, anna, fire):
+    weekly(rota, anna, date(2026, 5, 4))
+    assert on_call(rota=rota, at=local(2026, 5, 6, 9)).primary.user == anna
+    anna.agency = fire
+    anna.save(update_fields=["agency"])
+    assert on_call(rota=rota, at=local(2026, 5, 6, 9)).primary is None
+
+
+def test_duty_officers_of_several_agencies_at_once(
+    police, fire, transport, anna, django_assert_num_queries
+):
+    weekly(RotaFactory(agency=police, name="Police duty"), anna, date(2026, 5, 4))
+    firefighter = UserFactory(agency=fire, roles=[Role.DUTY_OFFICER])
+    weekly(RotaFactory(agency=fire, name="Fire duty"), firefighter, date(2026, 5, 4))
+
+    with django_assert_num_queries(3):
+        found = duty_officers_by_agency(agencies=[police, fire, transport], at=local(2026, 5, 6))
+    assert {agency_id: [o.user for o in officers] for agency_id, officers in found.items()} == {
+        police.pk: [anna],
+        fire.pk: [firefighter],
+        transport.pk: [],
+    }
