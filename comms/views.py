@@ -14,7 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_POST, require_safe
 
 from coordination.models import Agency, User
 from coordination.roles import Capability, user_can
@@ -195,7 +195,7 @@ def rota_calendar_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("rota", pk=rota.pk)
 
 
-@require_GET
+@require_safe  # calendar apps also ask with HEAD
 def rota_calendar_feed(request: HttpRequest, pk: int) -> HttpResponse:
     """The rota as an iCalendar feed, for calendar apps: no session, a token in the URL.
 
