@@ -87,12 +87,6 @@ async def nothing_more(communicator: WebsocketCommunicator, timeout: float = 0.3
     return True
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "slow: starts real servers or many clients (deselect with -m 'not slow')"
-    )
-
-
 @pytest.fixture
 async def live_runtime() -> AsyncIterator[None]:
     """Stops the test loop's subscription and presence task, and forgets its presence entries."""
