@@ -25,6 +25,8 @@ class Capability(models.TextChoices):
     INCIDENT_TRANSITION = "incident.transition", "Move an incident through its lifecycle"
     LOG_WRITE = "log.write", "Record decisions, M/ETHANE, actions and timeline entries"
     DIRECTORY_MANAGE = "directory.manage", "Manage the city's agencies and users"
+    ROTA_MANAGE = "rota.manage", "Manage the city's on-call rotas, cover and escalation policies"
+    ACTIVATION_SEND = "activation.send", "Send an activation alert to agencies' duty officers"
 
 
 _COMMANDERS = {Role.STRATEGIC_COMMANDER, Role.TACTICAL_COMMANDER, Role.NEUTRAL_COMMANDER}
@@ -35,6 +37,8 @@ ROLE_CAPABILITIES: dict[str, set[str]] = {
     Capability.INCIDENT_TRANSITION: _COMMANDERS | {Role.ADMINISTRATOR},
     Capability.LOG_WRITE: _COMMANDERS | {Role.LIAISON_OFFICER, Role.LOGGIST, Role.ADMINISTRATOR},
     Capability.DIRECTORY_MANAGE: {Role.ADMINISTRATOR},
+    Capability.ROTA_MANAGE: {Role.ADMINISTRATOR},
+    Capability.ACTIVATION_SEND: _COMMANDERS | {Role.DUTY_OFFICER},
 }
 
 

@@ -1,0 +1,67 @@
+"""Reads of the comms app, each through ``visible_to(user)``.
+
+Rotas, escalation policies and responder groups are the city's: every partner of the city may see
+who is on call and how alerts escalate. Contact methods are personal: a user sees their own, and
+an administrator of the city (directory managers) those of the city's people.
+"""
+
+from django.db import models
+from django.db.models import Q
+
+from coordination.roles import Capability, user_can
+
+
+def _is_reader(user) -> bool:
+    return bool(user and user.is_authenticated and user.is_active)
+
+
+def _city_id(user) -> int | None:
+    return user.agency.city_id if user.agency_id else None
+
+
+class _CityScopedQuerySet(models.QuerySet):
+    # Path from the model to its agency's city, e.g. "agency__city_id".
+    city_lookup = "agency__city_id"
+
+    def visible_to(self, user):
+        """Rows of the user's city (superusers: every city; users of no agency: none)."""
+        if not _is_reader(user):
+            return self.none()
+        if user.is_superuser:
+            return self.all()
+        city_id = _city_id(user)
+        if city_id is None:
+            return self.none()
+        return self.filter(**{self.city_lookup: city_id})
+
+
+class RotaQuerySet(_CityScopedQuerySet):
+    pass
+
+
+class RotaItemQuerySet(_CityScopedQuerySet):
+    """Shifts and overrides: visible with their rota."""
+
+    city_lookup = "rota__agency__city_id"
+
+
+class ResponderGroupQuerySet(_CityScopedQuerySet):
+    pass
+
+
+class EscalationPolicyQuerySet(_CityScopedQuerySet):
+    pass
+
+
+class ContactMethodQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "ContactMethodQuerySet":
+        """The user's own contact methods; for directory managers also those of their city."""
+        if not _is_reader(user):
+            return self.none()
+        if user.is_superuser:
+            return self.all()
+        own = Q(user_id=user.pk)
+        city_id = _city_id(user)
+        if city_id is not None and user_can(user, Capability.DIRECTORY_MANAGE):
+            return self.filter(own | Q(user__agency__city_id=city_id))
+        return self.filter(own)
