@@ -213,10 +213,10 @@ class InAppChannel:
     name: ClassVar[str] = "in_app"
 
     def send(self, message: Outgoing) -> Receipt:
-        from ctpn.realtime import publish
-
         alert = {**message.alert, "idempotency_key": message.idempotency_key}
         try:
+            from ctpn.realtime import publish
+
             publish(f"user:{message.recipient_id}", {"type": "alert", "alert": alert})
         except Exception as exc:
             raise DeliveryFailed(f"could not publish: {exc!r}", permanent=False) from exc
