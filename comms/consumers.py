@@ -1,51 +1,229 @@
-"""WebSocket consumers. They only subscribe and forward; they never write (see DESIGN)."""
+"""WebSocket consumers. They only subscribe and forward; they never write to the database.
+
+Messages from server to client (JSON text frames; the browser client and alerting rely on them):
+
+``{"type": "hello", "incident": <id>, "last_seq": <n>}``
+    First message of every connection, sent once it is registered for its topics (``/ws/me/``
+    sends ``{"type": "hello"}``). ``last_seq`` is read after registering: every event above it
+    will arrive on this socket, so a client replays ``events/?after=<its own last seq>`` up to it.
+    Sent again if the server's subscription was interrupted: compare and replay again.
+``{"type": "event", "event": {...}}``
+    One incident event, as ``/api/v1/incidents/<id>/events/`` shows it. An event whose marking
+    this connection may not read arrives as ``{"seq": n, "kind": "hidden"}`` so the numbering has
+    no false gap.
+``{"type": "presence", "present": [{"user_id", "name", "agency_id", "agency"}, ...]}``
+    Everyone with this incident's dashboard open, one entry per person; sent after connecting
+    and whenever it changes.
+anything published to ``user:<me>``
+    Forwarded as-is, e.g. ``{"type": "alert", "alert": {...}}``.
+
+Refusals close the socket after the handshake, so that a browser can read the code:
+4401 no session, 4404 no such incident or not visible to this user; 1013 live updates are
+unavailable right now (try again later). A foreign ``Origin`` is refused at the handshake.
+"""
+
+import asyncio
+from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.utils import await_many_dispatch
 
 from coordination.markings import OPEN_TO_PARTICIPANTS
-from incidents.events import incident_group_name
+from ctpn.realtime import encode, incident_topic, user_topic
+from incidents.events import event_placeholder
 from incidents.models import Incident
+
+from .fanout import LiveConnection, MessageFilter, get_hub
+from .presence import Presence, get_presence
 
 # Close codes in the application range (4000-4999), so the client knows not to retry blindly.
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_VISIBLE = 4404
+CLOSE_TOO_SLOW = 4408
+# RFC 6455 "try again later": the server cannot promise live delivery at the moment.
+CLOSE_TRY_AGAIN_LATER = 1013
 
 
-class IncidentConsumer(AsyncJsonWebsocketConsumer):
-    """Live events of one incident: ``/ws/incidents/<id>/``.
+class Refused(Exception):
+    """Raised by ``TopicConsumer.topics`` to close the connection with ``code``."""
 
-    Refuses a connection without a session, or for an incident the user may not see. Clients fill
-    any gap by replaying ``/api/v1/incidents/<id>/events/?after=<seq>``.
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def hide_unreadable_events(message: dict[str, Any]) -> dict[str, Any] | None:
+    """Deny by default: an event whose marking participants may not read becomes a placeholder.
+
+    Shared by every connection of an incident, so the hub computes its result once per message.
     """
+    if message.get("type") != "event":
+        return message
+    event = message.get("event") or {}
+    if event.get("marking") in OPEN_TO_PARTICIPANTS:
+        return message
+    return {"type": "event", "event": event_placeholder(event.get("seq"))}
+
+
+class TopicConsumer(AsyncWebsocketConsumer):
+    """A socket that listens to some live topics and forwards what is published to them.
+
+    Subclasses say which topics a connection may join (``topics``, raising ``Refused``), what the
+    first message says (``hello``), and optionally which filter applies (``message_filter``).
+
+    There is no channel layer here: Channels would otherwise create a channel per connection
+    (``AsyncConsumer.__call__``), and the process's hub (``comms.fanout``) does the delivering.
+    The consumer's own task still serves the ASGI side: the client's frames, the close, and, when
+    the server's transport cannot be written to directly, the frames the hub queued for it.
+    """
+
+    channel_layer_alias = "__no_channel_layer__"  # never configured: get_channel_layer -> None
+
+    live: LiveConnection | None = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        try:
+            await await_many_dispatch([receive, self.outbox.get], self.dispatch)
+        except StopConsumer:
+            pass
+        finally:
+            self._leave()
+
+    # --- what subclasses define -----------------------------------------------------------------
+
+    async def topics(self, user) -> list[str]:
+        raise NotImplementedError
+
+    async def hello(self) -> dict[str, Any]:
+        return {"type": "hello"}
+
+    def message_filter(self) -> MessageFilter | None:
+        return None
+
+    async def joined(self) -> None:
+        """Called once the client has its hello (e.g. to count it as present)."""
+
+    def left(self) -> None:
+        """Called once when the connection ends, however it ends. Must not block."""
+
+    # --- the connection's life ------------------------------------------------------------------
 
     async def connect(self) -> None:
         user = self.scope.get("user")
-        self.group = None
+        await self.accept()
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        incident_id = int(self.scope["url_route"]["kwargs"]["incident_id"])
-        if not await self._visible(user, incident_id):
-            await self.close(code=CLOSE_NOT_VISIBLE)
+        try:
+            topics = await self.topics(user)
+        except Refused as refusal:
+            await self.close(code=refusal.code)
             return
-        self.group = incident_group_name(incident_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.accept()
+        live = LiveConnection(
+            send=self.base_send,
+            outbox=self.outbox,
+            topics=topics,
+            message_filter=self.message_filter(),
+        )
+        if not await get_hub().join(live):
+            await self.close(code=CLOSE_TRY_AGAIN_LATER, reason="live updates unavailable")
+            return
+        self.live = live
+        await self.send(text_data=encode(await self.hello()))
+        live.go_live()
+        await self.joined()
 
-    async def disconnect(self, code: int) -> None:
-        if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-
-    async def receive_json(self, content, **kwargs) -> None:
+    async def receive(self, text_data=None, bytes_data=None) -> None:
         """Clients have nothing to say on this socket; writes go through the API."""
 
-    async def incident_event(self, message: dict) -> None:
-        event = message["event"]
-        # Deny by default: a marking this connection may not read is not forwarded.
-        if event.get("marking") in OPEN_TO_PARTICIPANTS:
-            await self.send_json(event)
+    async def disconnect(self, code: int) -> None:
+        self._leave()
+
+    def _leave(self) -> None:
+        live, self.live = self.live, None
+        if live is not None:
+            if live.hub is not None:
+                live.hub.leave(live)
+            live.cut_off = True
+            self.left()
+
+    # --- messages the hub queued for this consumer's task (``comms.fanout.OUTBOX_*``) ----------
+
+    async def live_send(self, message: dict[str, Any]) -> None:
+        await self.send(text_data=message["text"])
+        if self.live is not None:
+            self.live.sent(len(message["text"]))
+
+    async def live_cut_off(self, message: dict[str, Any]) -> None:
+        await self.close(code=CLOSE_TOO_SLOW)
+
+    async def live_resync(self, message: dict[str, Any]) -> None:
+        if self.live is not None:
+            await self.send(text_data=encode(await self.hello()))
+
+
+class IncidentConsumer(TopicConsumer):
+    """One incident's dashboard: ``/ws/incidents/<id>/`` (the incident and the user's own topic)."""
+
+    incident_id: int
+    person: dict[str, Any] | None = None
+    presence: Presence | None = None
+    presence_id: str | None = None
+
+    async def topics(self, user) -> list[str]:
+        self.incident_id = int(self.scope["url_route"]["kwargs"]["incident_id"])
+        self.person = await self._person_if_visible(user, self.incident_id)
+        if self.person is None:
+            raise Refused(CLOSE_NOT_VISIBLE)
+        return [incident_topic(self.incident_id), user_topic(user.pk)]
+
+    def message_filter(self) -> MessageFilter | None:
+        return hide_unreadable_events
+
+    async def hello(self) -> dict[str, Any]:
+        return {
+            "type": "hello",
+            "incident": self.incident_id,
+            "last_seq": await self._last_seq(self.incident_id),
+        }
+
+    async def joined(self) -> None:
+        assert self.person is not None
+        self.presence = get_presence()
+        self.presence_id = self.presence.join(incident_topic(self.incident_id), self.person)
+
+    def left(self) -> None:
+        presence, presence_id, self.presence_id = self.presence, self.presence_id, None
+        if presence is not None and presence_id is not None:
+            presence.leave(incident_topic(self.incident_id), presence_id)
 
     @database_sync_to_async
-    def _visible(self, user, incident_id: int) -> bool:
-        return Incident.objects.visible_to(user).filter(pk=incident_id).exists()
+    def _person_if_visible(self, user, incident_id: int) -> dict[str, Any] | None:
+        if not Incident.objects.visible_to(user).filter(pk=incident_id).exists():
+            return None
+        agency = user.agency
+        return {
+            "user_id": user.pk,
+            "name": str(user),
+            "agency_id": agency.pk if agency is not None else None,
+            "agency": agency.short_name if agency is not None else "",
+        }
+
+    @database_sync_to_async
+    def _last_seq(self, incident_id: int) -> int:
+        return (
+            Incident.objects.filter(pk=incident_id).values_list("last_event_seq", flat=True).get()
+        )
+
+
+class UserConsumer(TopicConsumer):
+    """Pages without an incident (e.g. alerts): ``/ws/me/``, the user's own topic only."""
+
+    async def topics(self, user) -> list[str]:
+        return [user_topic(user.pk)]

@@ -2,8 +2,9 @@
 
 from django.urls import path
 
-from .consumers import IncidentConsumer
+from .consumers import IncidentConsumer, UserConsumer
 
 websocket_urlpatterns = [
     path("ws/incidents/<int:incident_id>/", IncidentConsumer.as_asgi()),
+    path("ws/me/", UserConsumer.as_asgi()),
 ]

@@ -183,12 +183,20 @@ if not PRODUCTION:
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- Live updates (Channels) -------------------------------------------------------------------
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
-    }
-}
+# No channel layer: publishers call ctpn.realtime.publish (one Redis PUBLISH), and each web process
+# holds one subscription and writes to its own sockets (comms/fanout.py). See comms/consumers.py
+# for the messages clients receive.
+CHANNEL_LAYERS: dict[str, dict] = {}
+# How long a publisher waits for Redis before giving up (clients replay what was not published).
+LIVE_PUBLISH_TIMEOUT_SECONDS = env_int("LIVE_PUBLISH_TIMEOUT_SECONDS", 2)
+# How long a connecting client waits for its process's subscription before being told to retry.
+LIVE_SUBSCRIBE_TIMEOUT_SECONDS = env_int("LIVE_SUBSCRIBE_TIMEOUT_SECONDS", 5)
+# A connection with more unsent bytes than this has stopped reading: it is cut off.
+LIVE_SEND_BUFFER_LIMIT_BYTES = env_int("LIVE_SEND_BUFFER_LIMIT_BYTES", 1024 * 1024)
+# Presence of a connection whose process died without closing it lasts at most this long.
+LIVE_PRESENCE_TTL_SECONDS = env_int("LIVE_PRESENCE_TTL_SECONDS", 45)
+# At most one presence list per incident per process per this interval (coalesces storms).
+LIVE_PRESENCE_BROADCAST_INTERVAL_MS = env_int("LIVE_PRESENCE_BROADCAST_INTERVAL_MS", 500)
 
 # --- Background work (Celery) ------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL

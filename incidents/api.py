@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, pagination, serializers, status, viewsets
@@ -14,6 +14,7 @@ from rest_framework.utils.urls import replace_query_param
 from coordination.roles import Capability
 from ctpn.api import validated
 
+from .events import event_message, event_placeholder
 from .models import Incident, IncidentEvent, MethaneReport, TimelineEntry
 from .serializers import (
     IncidentCreateSerializer,
@@ -238,10 +239,30 @@ class EventPagination(pagination.BasePagination):
 
 @extend_schema(parameters=[INCIDENT_PATH_PARAMETER])
 class IncidentEventViewSet(mixins.ListModelMixin, IncidentScopedViewSet):
-    """The incident's event stream, for replay after a gap or a reconnect."""
+    """The incident's event stream, for replay after a gap or a reconnect.
+
+    Every number is listed, so that a client sees no false gap; an event whose marking the caller
+    may not read comes as ``{"seq": n, "kind": "hidden"}``, exactly as over the WebSocket.
+    """
 
     model = IncidentEvent
     serializer_class = IncidentEventSerializer
     pagination_class = EventPagination
     filter_backends: list = []
     required_capabilities = {"list": Capability.VIEW}
+
+    def get_queryset(self) -> QuerySet:
+        if getattr(self, "swagger_fake_view", False):
+            return IncidentEvent.objects.none()
+        # All of the incident's numbers; whether each may be read is the access rule's answer.
+        readable = IncidentEvent.objects.visible_to(self.request.user).filter(pk=OuterRef("pk"))
+        return IncidentEvent.objects.filter(incident=self.get_incident()).annotate(
+            readable=Exists(readable)
+        )
+
+    def list(self, request, *args, **kwargs):
+        page = self.paginate_queryset(self.get_queryset())
+        assert page is not None
+        return self.get_paginated_response(
+            [event_message(e) if e.readable else event_placeholder(e.seq) for e in page]
+        )

@@ -4,28 +4,20 @@ Every service that changes an incident calls ``event_append``. The sequence numb
 UPDATE of the incident row, which holds that row's lock until the transaction ends: concurrent
 writers queue behind each other, and a rolled-back writer takes its number back with it, so numbers
 are gap-free. Publishing happens only after commit, because a client must never see a change that
-is later rolled back; if the channel layer is down or drops the message, clients replay by number.
+is later rolled back; if Redis is down or a message is lost, clients replay by number.
 """
 
-import logging
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from coordination.markings import DEFAULT_MARKING
+from ctpn import realtime
 
 from .models import Incident, IncidentEvent
 from .serializers import IncidentEventSerializer
-
-logger = logging.getLogger(__name__)
-
-
-def incident_group_name(incident_id: int) -> str:
-    return f"incident.{incident_id}"
 
 
 def event_append(
@@ -66,18 +58,20 @@ def event_message(event: IncidentEvent) -> dict[str, Any]:
     return dict(IncidentEventSerializer(event).data)
 
 
+def event_placeholder(seq: int | None) -> dict[str, Any]:
+    """What a reader gets in place of an event it may not read: the number only, no content.
+
+    The same live and by replay, so a client's numbering has no false gap.
+    """
+    return {"seq": seq, "kind": "hidden"}
+
+
 def event_publish(event: IncidentEvent) -> None:
-    """Broadcast a committed event to the incident's group. Losing it is tolerated, not hidden."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(
-            incident_group_name(event.incident_id),
-            {"type": "incident.event", "event": event_message(event)},
-        )
-    except Exception as exc:
-        # Clients detect the gap and replay from the database; log so operators see the outage.
-        logger.warning(
-            "could not publish event %s of incident %s: %r", event.seq, event.incident_id, exc
-        )
+    """Broadcast a committed event to the incident's live topic (``{"type": "event", ...}``).
+
+    Every connection decides for itself whether it may read the content (``comms.consumers``);
+    the message carries the marking so that it can.
+    """
+    realtime.publish(
+        realtime.incident_topic(event.incident_id), {"type": "event", "event": event_message(event)}
+    )

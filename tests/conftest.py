@@ -16,6 +16,7 @@ from incidents.models import IncidentLevel, IncidentType
 from incidents.services import incident_open
 
 from .factories import AgencyFactory, CityFactory, UserFactory
+from .live import live_runtime, pytest_configure  # noqa: F401  (a fixture; registers markers)
 from .servers import asgi_server  # noqa: F401  (a fixture)
 
 # Consumers and threads in the tests open their own connections; persistent ones would outlive the
