@@ -227,3 +227,28 @@ class UserConsumer(TopicConsumer):
 
     async def topics(self, user) -> list[str]:
         return [user_topic(user.pk)]
+
+
+class ActivationConsumer(TopicConsumer):
+    """One activation's live board: ``/ws/activations/<id>/`` (topic ``activation:<id>``).
+
+    Sends ``{"type": "hello", "activation": <id>}``, then every ``{"type": "activation.board",
+    ...}`` change (see ``comms.serializers.board_messages``); after a reconnect the client fetches
+    ``/api/v1/activations/<id>/board/`` again.
+    """
+
+    activation_id: int
+
+    async def topics(self, user) -> list[str]:
+        from .models import Activation
+
+        self.activation_id = int(self.scope["url_route"]["kwargs"]["activation_id"])
+        visible = await database_sync_to_async(
+            Activation.objects.visible_to(user).filter(pk=self.activation_id).exists
+        )()
+        if not visible:
+            raise Refused(CLOSE_NOT_VISIBLE)
+        return [f"activation:{self.activation_id}"]
+
+    async def hello(self) -> dict[str, Any]:
+        return {"type": "hello", "activation": self.activation_id}

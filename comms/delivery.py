@@ -21,7 +21,6 @@ import hmac
 import json
 import logging
 import smtplib
-import socket
 import sys
 import urllib.error
 import urllib.request
@@ -139,7 +138,7 @@ def post_json(url: str, body: bytes, headers: dict[str, str], timeout: float) ->
             return HttpAnswer(response.status, response.read(4096).decode("utf-8", "replace"))
     except urllib.error.HTTPError as exc:
         return HttpAnswer(exc.code, exc.read(4096).decode("utf-8", "replace"))
-    except (urllib.error.URLError, TimeoutError, socket.timeout, OSError) as exc:
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
         raise DeliveryFailed(f"{url} unreachable: {exc!r}", permanent=False) from exc
 
 
@@ -148,7 +147,9 @@ def answer_check(answer: HttpAnswer, what: str) -> None:
     if 200 <= answer.status < 300:
         return
     transient = answer.status >= 500 or answer.status in {408, 425, 429}
-    raise DeliveryFailed(f"{what} answered {answer.status}: {answer.body[:200]}", permanent=not transient)
+    raise DeliveryFailed(
+        f"{what} answered {answer.status}: {answer.body[:200]}", permanent=not transient
+    )
 
 
 class SmsChannel:
@@ -234,4 +235,3 @@ def channel_for(name: str) -> Channel:
         return CHANNELS[name]
     except KeyError:
         raise DeliveryFailed(f"unknown channel {name!r}", permanent=True) from None
-

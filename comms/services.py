@@ -76,10 +76,6 @@ def activation_topic(activation_id: int) -> str:
     return f"activation:{activation_id}"
 
 
-def user_topic(user_id: int) -> str:
-    return f"user:{user_id}"
-
-
 def _publish(topic: str, message: dict[str, Any]) -> None:
     """Publish to a live topic; a lost message is tolerated (boards reload on reconnect)."""
     try:
@@ -411,7 +407,10 @@ def _message_for(notification: Notification) -> Outgoing:
     about = f"{incident.reference} {incident.title}" if incident is not None else ""
     subject = f"{exercise}CTPN activation ({urgency}): {activation.message[:60]}"
     if notification.channel == Channel.SMS:
-        text = f"{exercise}CTPN ACTIVATION ({urgency}): {activation.message} Respond by {deadline}. Answer: {link}"
+        text = (
+            f"{exercise}CTPN ACTIVATION ({urgency}): {activation.message} "
+            f"Respond by {deadline}. Answer: {link}"
+        )
     else:
         lines = [
             f"{exercise}CTPN ACTIVATION, {urgency}",
@@ -550,7 +549,13 @@ def _record_failure(
                     lambda: notification_deliver_task.apply_async((pk,), eta=due), robust=True
                 )
         row.save(
-            update_fields=["state", "failed_at", "failure_reason", "claimed_until", "next_attempt_at"]
+            update_fields=[
+                "state",
+                "failed_at",
+                "failure_reason",
+                "claimed_until",
+                "next_attempt_at",
+            ]
         )
         DeliveryAttempt.objects.filter(pk=attempt.pk).update(
             finished_at=now, outcome=outcome, detail=failure.reason[:1000]
@@ -599,9 +604,7 @@ def escalation_advance(
             return "gone"
         activation = Activation.objects.select_for_update().get(pk=activation_id)
         target = (
-            ActivationTarget.objects.select_for_update()
-            .select_related("agency")
-            .get(pk=target_id)
+            ActivationTarget.objects.select_for_update().select_related("agency").get(pk=target_id)
         )
         if expected_steps is not None and target.steps_taken != expected_steps:
             return "stale"
@@ -679,9 +682,9 @@ def activation_acknowledge(
         )
         settled = [n.pk for n in mine if n.state in OUTSTANDING]
         # Whatever already reached them is acknowledged; what has not gone out is not needed.
-        Notification.objects.filter(pk__in=settled).exclude(
-            state=NotificationState.QUEUED
-        ).update(state=NotificationState.ACKNOWLEDGED, acknowledged_at=now, claimed_until=None)
+        Notification.objects.filter(pk__in=settled).exclude(state=NotificationState.QUEUED).update(
+            state=NotificationState.ACKNOWLEDGED, acknowledged_at=now, claimed_until=None
+        )
         Notification.objects.filter(pk__in=settled, state=NotificationState.QUEUED).update(
             state=NotificationState.CANCELLED,
             failure_reason="Answered through another channel first.",
@@ -689,7 +692,10 @@ def activation_acknowledge(
         )
         created: list[int] = []
         if response == Response.CANNOT_ATTEND:
-            if activation.status == ActivationStatus.OPEN and target.state == TargetState.ESCALATING:
+            if (
+                activation.status == ActivationStatus.OPEN
+                and target.state == TargetState.ESCALATING
+            ):
                 target.next_step_at = now  # skip the rest of the wait: escalate now
                 created = _escalation_run(activation, target, now)
         else:
@@ -701,9 +707,7 @@ def activation_acknowledge(
 
 def _quorum_update(activation: Activation, target: ActivationTarget, now: datetime) -> None:
     """Stop the agency's escalation when its part is met; complete the activation when all is."""
-    counted = Acknowledgement.objects.filter(target=target).exclude(
-        response=Response.CANNOT_ATTEND
-    )
+    counted = Acknowledgement.objects.filter(target=target).exclude(response=Response.CANNOT_ATTEND)
     if (
         target.state in (TargetState.ESCALATING, TargetState.EXHAUSTED)
         and counted.count() >= activation.quorum_per_agency
@@ -716,8 +720,10 @@ def _quorum_update(activation: Activation, target: ActivationTarget, now: dateti
         return
     targets = list(ActivationTarget.objects.select_for_update().filter(activation=activation))
     satisfied = [t for t in targets if t.state == TargetState.SATISFIED]
-    met = bool(satisfied) if activation.quorum == Quorum.ANY_AGENCY else len(satisfied) == len(
-        targets
+    met = (
+        bool(satisfied)
+        if activation.quorum == Quorum.ANY_AGENCY
+        else len(satisfied) == len(targets)
     )
     if met:
         _activation_close(activation, ActivationStatus.COMPLETED, now)
@@ -758,9 +764,9 @@ def activation_cancel(*, activation_id: int, user: User) -> Activation:
             )
         ActivationTarget.objects.select_for_update().filter(activation=activation).exists()
         _activation_close(activation, ActivationStatus.CANCELLED, now)
-        Notification.objects.filter(
-            activation=activation, state=NotificationState.QUEUED
-        ).update(state=NotificationState.CANCELLED, failure_reason="The activation was stood down.")
+        Notification.objects.filter(activation=activation, state=NotificationState.QUEUED).update(
+            state=NotificationState.CANCELLED, failure_reason="The activation was stood down."
+        )
         _board_changed(activation.pk)
     return activation
 

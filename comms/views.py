@@ -18,7 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from coordination.models import Agency
+from coordination.models import Agency, User
 from coordination.roles import Capability, user_can
 from ctpn.errors import Conflict
 from incidents.models import Incident
@@ -44,6 +44,12 @@ from .services import (
 )
 
 ETA_CHOICES = (10, 20, 30, 60)
+
+
+def _signed_in(request: HttpRequest) -> User:
+    """The user of a ``login_required`` view."""
+    assert isinstance(request.user, User)
+    return request.user
 
 
 def _answer_parse(choice: str) -> tuple[str, int | None] | None:
@@ -126,16 +132,17 @@ def ack_link(request: HttpRequest, token: str) -> HttpResponse:
 @require_GET
 def alerts(request: HttpRequest) -> HttpResponse:
     """The signed-in person's alerts, newest first, with their answers and answer buttons."""
+    user = _signed_in(request)
     rows = list(
-        Notification.objects.visible_to(request.user)
-        .filter(recipient=request.user, channel=Channel.IN_APP)
+        Notification.objects.visible_to(user)
+        .filter(recipient=user, channel=Channel.IN_APP)
         .select_related("activation__city", "activation__incident", "target__agency")
         .order_by("-created_at", "-id")[:50]
     )
     answers = {
         a.activation_id: a
         for a in Acknowledgement.objects.filter(
-            user=request.user, activation_id__in={n.activation_id for n in rows}
+            user=user, activation_id__in={n.activation_id for n in rows}
         )
     }
     items = [{"notification": n, "answer": answers.get(n.activation_id)} for n in rows]
@@ -146,14 +153,15 @@ def alerts(request: HttpRequest) -> HttpResponse:
 @require_POST
 def alert_answer(request: HttpRequest, activation_id: int) -> HttpResponse:
     """An answer button on the alerts page (signed in, CSRF-protected like any form)."""
-    activation = get_object_or_404(Activation.objects.visible_to(request.user), pk=activation_id)
+    user = _signed_in(request)
+    activation = get_object_or_404(Activation.objects.visible_to(user), pk=activation_id)
     parsed = _answer_parse(request.POST.get("choice", ""))
     if parsed is None:
         return HttpResponse("Choose one of the buttons.", status=400)
     try:
         activation_acknowledge(
             activation_id=activation.pk,
-            user=request.user,
+            user=user,
             response=parsed[0],
             eta_minutes=parsed[1],
             via=AnsweredVia.IN_APP,
@@ -166,15 +174,16 @@ def alert_answer(request: HttpRequest, activation_id: int) -> HttpResponse:
 @login_required
 @require_GET
 def activation_list(request: HttpRequest) -> HttpResponse:
-    activations = activation_rows().filter(
-        pk__in=Activation.objects.visible_to(request.user).values("pk")
-    )[:100]
+    user = _signed_in(request)
+    activations = activation_rows().filter(pk__in=Activation.objects.visible_to(user).values("pk"))[
+        :100
+    ]
     return render(
         request,
         "comms/activation_list.html",
         {
             "activations": activations,
-            "can_send": user_can(request.user, Capability.ACTIVATION_SEND),
+            "can_send": user_can(user, Capability.ACTIVATION_SEND),
         },
     )
 
@@ -183,10 +192,11 @@ def activation_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def activation_new(request: HttpRequest) -> HttpResponse:
     """The form commanders and the duty desk send an activation with."""
-    if not user_can(request.user, Capability.ACTIVATION_SEND):
+    user = _signed_in(request)
+    if not user_can(user, Capability.ACTIVATION_SEND):
         raise PermissionDenied("Your roles do not allow sending activations.")
-    agencies = Agency.objects.visible_to(request.user).filter(is_active=True).order_by("name")
-    incidents = Incident.objects.visible_to(request.user).exclude(status="closed")
+    agencies = Agency.objects.visible_to(user).filter(is_active=True).order_by("name")
+    incidents = Incident.objects.visible_to(user).exclude(status="closed")
     context: dict[str, Any] = {
         "agencies": agencies,
         "incidents": incidents,
@@ -210,7 +220,7 @@ def activation_new(request: HttpRequest) -> HttpResponse:
         if not errors:
             try:
                 activation = activation_send(
-                    user=request.user,
+                    user=user,
                     message=request.POST.get("message", ""),
                     agencies=chosen,
                     urgency=request.POST.get("urgency", Urgency.IMMEDIATE),
@@ -233,8 +243,9 @@ def activation_new(request: HttpRequest) -> HttpResponse:
 @require_GET
 def activation_board(request: HttpRequest, activation_id: int) -> HttpResponse:
     """The live board of one activation; updates arrive over ``/ws/activations/<id>/``."""
+    user = _signed_in(request)
     activation = get_object_or_404(
-        activation_rows().filter(pk__in=Activation.objects.visible_to(request.user).values("pk")),
+        activation_rows().filter(pk__in=Activation.objects.visible_to(user).values("pk")),
         pk=activation_id,
     )
     board = ActivationBoardSerializer(activation).data
@@ -245,7 +256,7 @@ def activation_board(request: HttpRequest, activation_id: int) -> HttpResponse:
             "activation": activation,
             "board": json.loads(json.dumps(board, default=str)),
             "zone": activation.city.time_zone,
-            "can_cancel": user_can(request.user, Capability.ACTIVATION_SEND),
+            "can_cancel": user_can(user, Capability.ACTIVATION_SEND),
         },
     )
 

@@ -81,7 +81,8 @@ def alerting_status(now: float | None = None) -> AlertingStatus:
         return AlertingStatus(unknown, redis_ok=False, redis_error=type(exc).__name__)
     newest: dict[str, float] = {}
     for field, value in raw.items():
-        component = field.decode().split(":", 1)[0]
+        name = field.decode() if isinstance(field, bytes) else str(field)
+        component = name.split(":", 1)[0]
         try:
             stamp = float(value)
         except ValueError:
@@ -89,7 +90,7 @@ def alerting_status(now: float | None = None) -> AlertingStatus:
         newest[component] = max(newest.get(component, 0.0), stamp)
     components = []
     for name in COMPONENTS:
-        stamp = newest.get(name)
-        age = None if stamp is None else max(0.0, now - stamp)
+        newest_stamp = newest.get(name)
+        age = None if newest_stamp is None else max(0.0, now - newest_stamp)
         components.append(ComponentStatus(name, age is not None and age <= threshold, age))
     return AlertingStatus(tuple(components), redis_ok=True)

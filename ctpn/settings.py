@@ -7,6 +7,7 @@ real deployment must pass and refuses to start without what it needs.
 
 import os
 from pathlib import Path
+from typing import cast
 
 import dj_database_url
 from celery.schedules import crontab
@@ -325,7 +326,7 @@ ALERT_MAX_ATTEMPTS = env_int("ALERT_MAX_ATTEMPTS", 8)
 # shows the "alerting degraded" banner and makes /health/ answer 503.
 ALERT_HEARTBEAT_SECONDS = env_int("ALERT_HEARTBEAT_SECONDS", 5)
 ALERT_HEARTBEAT_STALE_SECONDS = env_int("ALERT_HEARTBEAT_STALE_SECONDS", 60)
-if ALERT_LEASE_SECONDS <= max(ALERT_HTTP_TIMEOUT_SECONDS, EMAIL_TIMEOUT):
+if max(ALERT_HTTP_TIMEOUT_SECONDS, EMAIL_TIMEOUT) >= ALERT_LEASE_SECONDS:
     raise ImproperlyConfigured(
         "ALERT_LEASE_SECONDS must be longer than ALERT_HTTP_TIMEOUT_SECONDS and EMAIL_TIMEOUT"
     )
@@ -340,4 +341,6 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 # The beat scheduler that also writes beat's heartbeat.
 CELERY_BEAT_SCHEDULER = "ctpn.celery:HeartbeatScheduler"
 
-TEMPLATES[0]["OPTIONS"]["context_processors"].append("comms.context_processors.alerting")
+# Every page can show the "alerting degraded" banner (templates/comms/_alerting_banner.html).
+_template_options = cast(dict[str, list[str]], TEMPLATES[0]["OPTIONS"])
+_template_options["context_processors"].append("comms.context_processors.alerting")

@@ -6,6 +6,7 @@ The worker and beat are separate processes, as deployed, so tests that use them 
 emptied before each test, so a message left behind by another test or run is never consumed.
 """
 
+import contextlib
 import email
 import email.policy
 import json
@@ -19,6 +20,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import time as dt_time
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -28,8 +31,19 @@ import pytest
 import redis
 from aiosmtpd.controller import Controller
 from django.conf import settings
+from django.utils import timezone
 
 from comms.delivery import SIGNATURE_HEADER, signature_valid
+from comms.models import (
+    ContactMethod,
+    EscalationPolicy,
+    EscalationStep,
+    Recurrence,
+    Rota,
+    Shift,
+    StepTarget,
+    Tier,
+)
 from comms.watchdog import HEARTBEAT_KEY
 from ctpn.celery import app as celery_app
 
@@ -160,7 +174,9 @@ class HttpSink:
 
     def record(self, path: str, headers: dict[str, str], body: bytes) -> int:
         secret = self.secrets.get(path)
-        ok = None if secret is None else signature_valid(secret, body, headers.get(SIGNATURE_HEADER))
+        ok = (
+            None if secret is None else signature_valid(secret, body, headers.get(SIGNATURE_HEADER))
+        )
         with self.lock:
             self.requests.append(ReceivedRequest(time.time(), path, headers, body, ok))
             scripted = self.answers.get(path)
@@ -173,7 +189,7 @@ def http_sink() -> Iterator[HttpSink]:
     sink = HttpSink()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802  (the http.server interface)
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
             status = sink.record(self.path, dict(self.headers.items()), body)
@@ -265,7 +281,9 @@ class AlertingProcesses:
         self.workers.append((hostname, process))
         client = redis.Redis.from_url(self.env["REDIS_URL"])
         wait_for(
-            lambda: process.poll() is not None or client.hexists(HEARTBEAT_KEY, f"worker:{hostname}"),
+            lambda: (
+                process.poll() is not None or client.hexists(HEARTBEAT_KEY, f"worker:{hostname}")
+            ),
             30,
             "the worker to start",
         )
@@ -289,8 +307,10 @@ class AlertingProcesses:
         )
         client = redis.Redis.from_url(self.env["REDIS_URL"])
         wait_for(
-            lambda: process.poll() is not None
-            or any(k.startswith(b"beat") for k in client.hkeys(HEARTBEAT_KEY)),
+            lambda: (
+                process.poll() is not None
+                or any(k.startswith(b"beat") for k in client.hkeys(HEARTBEAT_KEY))
+            ),
             30,
             "beat to start",
         )
@@ -300,10 +320,8 @@ class AlertingProcesses:
 
     def kill(self, process: subprocess.Popen) -> None:
         """SIGKILL the process and its pool: no warm shutdown, no acknowledgement, nothing."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         process.wait(timeout=10)
 
     def stop_all(self) -> None:
@@ -351,3 +369,46 @@ def alerting_processes(
     finally:
         # Before the database is flushed: a worker mid-transaction would block the flush.
         processes.stop_all()
+
+
+# --- Alerting configuration for the tests ------------------------------------------------------
+
+
+def rota_on_call(agency, *, primary, secondary=None, name: str = "Duty officer") -> Rota:
+    """A rota of ``agency`` whose primary (and secondary) hold it around the clock, every day."""
+    rota = Rota.objects.create(agency=agency, name=name)
+    start = timezone.now().astimezone(agency.city.zone).date() - timedelta(days=2)
+    for tier, user in ((Tier.PRIMARY, primary), (Tier.SECONDARY, secondary)):
+        if user is not None:
+            Shift.objects.create(
+                rota=rota,
+                tier=tier,
+                user=user,
+                start_date=start,
+                start_time=dt_time(0, 0),
+                duration=timedelta(days=1),
+                recurrence=Recurrence.DAILY,
+            )
+    return rota
+
+
+def escalation_policy(agency, *steps: tuple[str, int], group=None, repeat_count: int = 0):
+    """The agency's default policy: ``(target, wait_minutes)`` steps, e.g. ("primary", 5)."""
+    policy = EscalationPolicy.objects.create(
+        agency=agency, name="Default", is_default=True, repeat_count=repeat_count
+    )
+    for position, (target, wait) in enumerate(steps, start=1):
+        EscalationStep.objects.create(
+            policy=policy,
+            position=position,
+            target=target,
+            group=group if target == StepTarget.GROUP else None,
+            wait_minutes=wait,
+        )
+    return policy
+
+
+def contact(user, kind: str, address: str, secret: str = "") -> ContactMethod:
+    return ContactMethod.objects.create(
+        user=user, kind=kind, address=address, signing_secret=secret
+    )
