@@ -148,12 +148,15 @@ def smtp_sink(settings) -> Iterator[SmtpSink]:
 class ReceivedRequest:
     received_at: float
     path: str
-    headers: dict[str, str]
+    headers: dict[str, str]  # names in lower case: HTTP header names ignore case
     body: bytes
     signature_ok: bool | None  # None when the path has no webhook secret
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
 
 
 @dataclass
@@ -175,7 +178,7 @@ class HttpSink:
     def record(self, path: str, headers: dict[str, str], body: bytes) -> int:
         secret = self.secrets.get(path)
         ok = (
-            None if secret is None else signature_valid(secret, body, headers.get(SIGNATURE_HEADER))
+            None if secret is None else signature_valid(secret, body, headers.get(SIGNATURE_HEADER.lower()))
         )
         with self.lock:
             self.requests.append(ReceivedRequest(time.time(), path, headers, body, ok))
@@ -192,7 +195,8 @@ def http_sink() -> Iterator[HttpSink]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
-            status = sink.record(self.path, dict(self.headers.items()), body)
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            status = sink.record(self.path, headers, body)
             answer = json.dumps({"id": str(uuid.uuid4())}).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
