@@ -178,7 +178,9 @@ class HttpSink:
     def record(self, path: str, headers: dict[str, str], body: bytes) -> int:
         secret = self.secrets.get(path)
         ok = (
-            None if secret is None else signature_valid(secret, body, headers.get(SIGNATURE_HEADER.lower()))
+            None
+            if secret is None
+            else signature_valid(secret, body, headers.get(SIGNATURE_HEADER.lower()))
         )
         with self.lock:
             self.requests.append(ReceivedRequest(time.time(), path, headers, body, ok))
