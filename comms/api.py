@@ -42,6 +42,18 @@ class ActivationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         "cancel": Capability.ACTIVATION_SEND,
     }
 
+    def check_permissions(self, request) -> None:
+        # Visibility before capability: whoever may not see an activation learns neither that it
+        # exists nor what they could do to it (404, never 403).
+        if "pk" in self.kwargs and request.user.is_authenticated:
+            self.get_object()
+        super().check_permissions(request)
+
+    def get_object(self) -> Activation:
+        if not hasattr(self, "_object"):
+            self._object = super().get_object()
+        return self._object
+
     def get_queryset(self) -> QuerySet[Activation]:
         return activation_rows().filter(
             pk__in=Activation.objects.visible_to(self.request.user).values("pk")

@@ -240,15 +240,16 @@ class ActivationConsumer(TopicConsumer):
     activation_id: int
 
     async def topics(self, user) -> list[str]:
-        from .models import Activation
-
         self.activation_id = int(self.scope["url_route"]["kwargs"]["activation_id"])
-        visible = await database_sync_to_async(
-            Activation.objects.visible_to(user).filter(pk=self.activation_id).exists
-        )()
-        if not visible:
+        if not await self._visible(user, self.activation_id):
             raise Refused(CLOSE_NOT_VISIBLE)
         return [f"activation:{self.activation_id}"]
+
+    @database_sync_to_async
+    def _visible(self, user, activation_id: int) -> bool:
+        from .models import Activation
+
+        return Activation.objects.visible_to(user).filter(pk=activation_id).exists()
 
     async def hello(self) -> dict[str, Any]:
         return {"type": "hello", "activation": self.activation_id}

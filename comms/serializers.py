@@ -231,19 +231,26 @@ def answer_rows(activation_id: int):
     )
 
 
-def board_messages(*, activation_id: int, notification_ids: list[int]) -> dict[str, Any]:
-    """The live message for a change: the activation, its targets and answers, and the changed
-    notifications (every one when ``notification_ids`` is empty). Clients upsert rows by id."""
-    activation = activation_rows().get(pk=activation_id)
+def board_messages(
+    *, activation_id: int, notification_ids: list[int], rows_only: bool = False
+) -> dict[str, Any]:
+    """The live message for a change: the changed notifications (every one when
+    ``notification_ids`` is empty) and, unless ``rows_only`` (a delivery, which changes nothing
+    else), the activation with its targets and every answer. Clients upsert rows by id."""
     rows = notification_rows(activation_id)
     if notification_ids:
         rows = rows.filter(pk__in=notification_ids)
-    return {
+    message: dict[str, Any] = {
         "type": "activation.board",
-        "activation": dict(ActivationSerializer(activation).data),
+        "id": activation_id,
         "notifications": list(NotificationSerializer(rows, many=True).data),
-        "acknowledgements": list(
-            AcknowledgementSerializer(answer_rows(activation_id), many=True).data
-        ),
         "complete": not notification_ids,
     }
+    if not rows_only:
+        message["activation"] = dict(
+            ActivationSerializer(activation_rows().get(pk=activation_id)).data
+        )
+        message["acknowledgements"] = list(
+            AcknowledgementSerializer(answer_rows(activation_id), many=True).data
+        )
+    return message

@@ -91,13 +91,17 @@ def _publish_on_commit(topic: str, build: Callable[[], dict[str, Any]]) -> None:
     transaction.on_commit(lambda: _publish(topic, build()), robust=True)
 
 
-def _board_changed(activation_id: int, *, notifications: Iterable[int] = ()) -> None:
+def _board_changed(
+    activation_id: int, *, notifications: Iterable[int] = (), rows_only: bool = False
+) -> None:
     from .serializers import board_messages
 
     ids = list(notifications)
     _publish_on_commit(
         activation_topic(activation_id),
-        lambda: board_messages(activation_id=activation_id, notification_ids=ids),
+        lambda: board_messages(
+            activation_id=activation_id, notification_ids=ids, rows_only=rows_only
+        ),
     )
 
 
@@ -521,7 +525,7 @@ def _record_success(notification: Notification, attempt: DeliveryAttempt, receip
         DeliveryAttempt.objects.filter(pk=attempt.pk).update(
             finished_at=now, outcome=outcome, detail=receipt.detail[:1000]
         )
-        _board_changed(row.activation_id, notifications=[row.pk])
+        _board_changed(row.activation_id, notifications=[row.pk], rows_only=True)
     return outcome
 
 
@@ -560,7 +564,7 @@ def _record_failure(
         DeliveryAttempt.objects.filter(pk=attempt.pk).update(
             finished_at=now, outcome=outcome, detail=failure.reason[:1000]
         )
-        _board_changed(row.activation_id, notifications=[row.pk])
+        _board_changed(row.activation_id, notifications=[row.pk], rows_only=True)
     return outcome
 
 
@@ -579,7 +583,7 @@ def notification_seen(*, notification_id: int, user: User) -> Notification:
             if row.state in (NotificationState.QUEUED, NotificationState.SENT):
                 row.state = NotificationState.DELIVERED
             row.save(update_fields=["delivered_at", "sent_at", "state"])
-            _board_changed(row.activation_id, notifications=[row.pk])
+            _board_changed(row.activation_id, notifications=[row.pk], rows_only=True)
     return row
 
 

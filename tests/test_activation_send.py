@@ -103,10 +103,13 @@ def test_a_rolled_back_activation_leaves_nothing_and_sends_nothing(
     class Abort(Exception):
         pass
 
-    with django_capture_on_commit_callbacks() as callbacks, pytest.raises(Abort):
-        with transaction.atomic():
-            activation_send(user=commander, message="Assemble", agencies=[police])
-            raise Abort
+    with (
+        django_capture_on_commit_callbacks() as callbacks,
+        pytest.raises(Abort),
+        transaction.atomic(),
+    ):
+        activation_send(user=commander, message="Assemble", agencies=[police])
+        raise Abort
     assert not Activation.objects.exists()
     assert not Notification.objects.exists()
     assert not callbacks

@@ -13,8 +13,8 @@ from comms.models import (
     Notification,
     NotificationState,
     Quorum,
-    Response,
     ResponderGroup,
+    Response,
     StepTarget,
     TargetState,
 )

@@ -10,6 +10,7 @@ import contextlib
 import email
 import email.policy
 import json
+import logging
 import os
 import signal
 import socket
@@ -133,6 +134,8 @@ class SmtpSink:
 def smtp_sink(settings) -> Iterator[SmtpSink]:
     """A real SMTP server on a free port; this process's e-mail goes to it too."""
     sink = SmtpSink()
+    # aiosmtpd logs every SMTP command at INFO: thousands of lines in a 200-recipient test.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     sink.controller.start()
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", sink.port

@@ -10,7 +10,10 @@
   const state = { activation: null, notifications: new Map(), answers: new Map() };
 
   function load(board) {
-    state.activation = board.activation || board;
+    // A live message carries "activation" when more than delivery rows changed; the API's board
+    // is the activation itself.
+    if (board.activation) state.activation = board.activation;
+    else if (board.targets) state.activation = board;
     if (board.complete) state.notifications.clear();
     (board.notifications || []).forEach((n) => state.notifications.set(n.id, n));
     (board.acknowledgements || []).forEach((a) => state.answers.set(a.id, a));
