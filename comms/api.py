@@ -1,26 +1,407 @@
-"""REST endpoints of activation alerting: send an activation, watch its board, answer it, and the
-caller's own in-app alerts."""
+"""REST endpoints of the comms app.
+
+Rota part: rotas and who is on call, shifts and cover, contact methods, escalation policies and
+responder groups. Every read goes through ``visible_to``; every write through ``comms.services``.
+
+Activation part: send an activation, watch its board, answer it, and the caller's own in-app
+alerts.
+"""
+
+from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, status, viewsets
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
+from coordination.models import User
 from coordination.roles import Capability
 from ctpn.api import validated
 
-from .models import Activation, AnsweredVia, Channel, Notification
+from .models import (
+    Activation,
+    AnsweredVia,
+    Channel,
+    ContactMethod,
+    EscalationPolicy,
+    Notification,
+    ResponderGroup,
+    Rota,
+    RotaOverride,
+    Shift,
+)
+from .rotas import on_call, on_call_next
 from .serializers import (
     AcknowledgementSerializer,
     ActivationBoardSerializer,
     ActivationCreateSerializer,
     ActivationSerializer,
     AnswerSerializer,
+    ContactMethodForUserInputSerializer,
+    ContactMethodInputSerializer,
+    ContactMethodPatchSerializer,
+    ContactMethodSecretSerializer,
+    ContactMethodSerializer,
+    ContactMethodWithOwnerSerializer,
+    EscalationPolicySerializer,
     NotificationSerializer,
+    OnCallQuerySerializer,
+    OnCallSerializer,
+    OverrideInputSerializer,
+    OverrideSerializer,
+    ResponderGroupSerializer,
+    RotaSerializer,
+    ShiftInputSerializer,
+    ShiftSerializer,
     activation_rows,
 )
-from .services import activation_acknowledge, activation_cancel, activation_send, notification_seen
+from .services import (
+    activation_acknowledge,
+    activation_cancel,
+    activation_send,
+    contact_method_create,
+    contact_method_delete,
+    contact_method_rotate_secret,
+    contact_method_update,
+    notification_seen,
+    override_create,
+    override_delete,
+    rota_calendar_revoke,
+    shift_create,
+    shift_delete,
+)
+
+ROTA_PATH_PARAMETER = OpenApiParameter(
+    "rota_pk", OpenApiTypes.INT, OpenApiParameter.PATH, description="The rota's id."
+)
+
+
+def _caller(request) -> User:
+    user = request.user
+    assert isinstance(user, User)  # DeclaredPermission refuses anonymous callers
+    return user
+
+
+class RotaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """On-call rotas of the agencies of the caller's city."""
+
+    serializer_class = RotaSerializer
+    filterset_fields = ["agency", "is_active"]
+    required_capabilities = {
+        "list": Capability.VIEW,
+        "retrieve": Capability.VIEW,
+        "on_call": Capability.VIEW,
+        "revoke_calendar": Capability.ROTA_MANAGE,
+    }
+
+    def check_permissions(self, request) -> None:
+        # Visibility before capability: a rota of another city answers 404 to every method.
+        if "pk" in self.kwargs and request.user.is_authenticated:
+            self.get_object()
+        super().check_permissions(request)
+
+    def get_object(self) -> Rota:
+        if not hasattr(self, "_object"):
+            self._object = super().get_object()
+        return self._object
+
+    def get_queryset(self) -> QuerySet[Rota]:
+        return (
+            Rota.objects.visible_to(self.request.user)
+            .select_related("agency__city")
+            .order_by("agency__short_name", "name", "id")
+        )
+
+    @extend_schema(parameters=[OnCallQuerySerializer], responses=OnCallSerializer)
+    @action(detail=True, methods=["get"], url_path="on-call")
+    def on_call(self, request, pk: Any = None) -> Response:
+        """Who is the primary and secondary duty officer at ``at`` (default now), and the next
+        hand-overs after it."""
+        rota = self.get_object()
+        query = OnCallQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        at = query.validated_data.get("at") or timezone.now()
+        answer = on_call(rota=rota, at=at)
+        handovers = on_call_next(rota=rota, after=at, limit=query.validated_data["next"])
+        body = {
+            "rota": rota,
+            "at": at,
+            "primary": answer.primary,
+            "secondary": answer.secondary,
+            "next": handovers,
+        }
+        return Response(OnCallSerializer(body).data)
+
+    @extend_schema(request=None, responses=RotaSerializer)
+    @action(detail=True, methods=["post"], url_path="revoke-calendar")
+    def revoke_calendar(self, request, pk: Any = None) -> Response:
+        """Revoke every calendar feed URL of the rota; the answer carries the new one."""
+        rota = rota_calendar_revoke(user=request.user, rota_id=self.get_object().pk)
+        return Response(self.get_serializer(rota).data)
+
+
+class RotaScopedViewSet(viewsets.GenericViewSet):
+    """Base of ``/rotas/{rota_pk}/...``: the rota through the access rule first (404), then the
+    capability (403), then the items through their own ``visible_to``."""
+
+    model: Any = Shift
+
+    def get_rota(self) -> Rota:
+        if not hasattr(self, "_rota"):
+            self._rota = get_object_or_404(
+                Rota.objects.visible_to(self.request.user).select_related("agency__city"),
+                pk=self.kwargs["rota_pk"],
+            )
+        return self._rota
+
+    def check_permissions(self, request) -> None:
+        if request.user.is_authenticated:
+            self.get_rota()
+        super().check_permissions(request)
+
+    def get_queryset(self) -> QuerySet:
+        if getattr(self, "swagger_fake_view", False):  # schema generation has no rota
+            return self.model.objects.none()
+        return (
+            self.model.objects.visible_to(self.request.user)
+            .filter(rota=self.get_rota())
+            .select_related("user", "rota__agency__city")
+        )
+
+    def created(self, item) -> Response:
+        return Response(
+            self.get_serializer(self.get_queryset().get(pk=item.pk)).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+
+@extend_schema(parameters=[ROTA_PATH_PARAMETER])
+class ShiftViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    RotaScopedViewSet,
+):
+    """The rota's shifts, as planned (times on the city's wall clock)."""
+
+    model = Shift
+    serializer_class = ShiftSerializer
+    filterset_fields = ["tier", "user", "recurrence"]
+    required_capabilities = {
+        "list": Capability.VIEW,
+        "retrieve": Capability.VIEW,
+        "create": Capability.ROTA_MANAGE,
+        "destroy": Capability.ROTA_MANAGE,
+    }
+
+    def get_queryset(self) -> QuerySet:
+        return super().get_queryset().order_by("start_date", "start_time", "id")
+
+    @extend_schema(request=ShiftInputSerializer, responses={201: ShiftSerializer})
+    def create(self, request, rota_pk: Any = None) -> Response:
+        data = validated(ShiftInputSerializer, request)
+        shift = shift_create(
+            user=request.user, rota_id=self.get_rota().pk, officer=data.pop("user"), **data
+        )
+        return self.created(shift)
+
+    def perform_destroy(self, instance: Shift) -> None:
+        shift_delete(user=_caller(self.request), shift_id=instance.pk)
+
+
+@extend_schema(parameters=[ROTA_PATH_PARAMETER])
+class OverrideViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    RotaScopedViewSet,
+):
+    """Cover on the rota: who takes a tier for an interval, whatever the shifts say."""
+
+    model = RotaOverride
+    serializer_class = OverrideSerializer
+    filterset_fields = ["tier", "user"]
+    required_capabilities = {
+        "list": Capability.VIEW,
+        "retrieve": Capability.VIEW,
+        "create": Capability.ROTA_MANAGE,
+        "destroy": Capability.ROTA_MANAGE,
+    }
+
+    def get_queryset(self) -> QuerySet:
+        return super().get_queryset().order_by("starts_at", "id")
+
+    @extend_schema(request=OverrideInputSerializer, responses={201: OverrideSerializer})
+    def create(self, request, rota_pk: Any = None) -> Response:
+        data = validated(OverrideInputSerializer, request)
+        override = override_create(
+            user=request.user, rota_id=self.get_rota().pk, officer=data.pop("user"), **data
+        )
+        return self.created(override)
+
+    def perform_destroy(self, instance: RotaOverride) -> None:
+        override_delete(user=_caller(self.request), override_id=instance.pk)
+
+
+class _ContactMethodViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = ContactMethodSerializer
+    filterset_fields = ["kind", "is_active"]
+    input_serializer: type[serializers.Serializer] = ContactMethodInputSerializer
+
+    def owner_for_create(self, data: dict) -> User:
+        raise NotImplementedError
+
+    @extend_schema(
+        request=ContactMethodInputSerializer, responses={201: ContactMethodSecretSerializer}
+    )
+    def create(self, request):
+        data = validated(self.input_serializer, request)
+        owner = self.owner_for_create(data)
+        method = contact_method_create(user=_caller(request), owner=owner, **data)
+        return Response(ContactMethodSecretSerializer(method).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=ContactMethodPatchSerializer, responses=ContactMethodSerializer)
+    def partial_update(self, request, pk: Any = None):
+        method = self.get_object()
+        data = validated(ContactMethodPatchSerializer, request)
+        if not data:
+            return Response(
+                {"non_field_errors": ["Give label or is_active."]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        method = contact_method_update(user=_caller(request), method_id=method.pk, **data)
+        return Response(self.get_serializer(method).data)
+
+    @extend_schema(request=None, responses=ContactMethodSecretSerializer)
+    @action(detail=True, methods=["post"], url_path="rotate-secret")
+    def rotate_secret(self, request, pk: Any = None):
+        """Replace a webhook's signing secret; the answer shows the new one, once."""
+        method = contact_method_rotate_secret(user=_caller(request), method_id=self.get_object().pk)
+        return Response(ContactMethodSecretSerializer(method).data)
+
+    def perform_destroy(self, instance: ContactMethod) -> None:
+        contact_method_delete(user=_caller(self.request), method_id=instance.pk)
+
+
+class MyContactMethodViewSet(_ContactMethodViewSet):
+    """The caller's own ways to be reached with alerts. In-app notification is always on.
+
+    A webhook's signing secret (HMAC-SHA256 key) is shown once, in the answer that creates it or
+    replaces it.
+    """
+
+    pagination_class = None
+    input_serializer = ContactMethodInputSerializer
+    required_capabilities = {
+        "list": Capability.VIEW,
+        "retrieve": Capability.VIEW,
+        "create": Capability.VIEW,
+        "partial_update": Capability.VIEW,
+        "destroy": Capability.VIEW,
+        "rotate_secret": Capability.VIEW,
+    }
+
+    def get_queryset(self) -> QuerySet[ContactMethod]:
+        # Own methods only, even for an administrator who may see the city's.
+        return (
+            ContactMethod.objects.visible_to(self.request.user)
+            .filter(user_id=self.request.user.pk)
+            .order_by("kind", "id")
+        )
+
+    def owner_for_create(self, data: dict) -> User:
+        return _caller(self.request)
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("user", OpenApiTypes.INT, description="Only this person's methods.")
+    ]
+)
+class ContactMethodViewSet(_ContactMethodViewSet):
+    """Contact methods of the people of the caller's city, for administrators who look after
+    them (people manage their own under ``/me/contact-methods/``)."""
+
+    serializer_class = ContactMethodWithOwnerSerializer
+    filterset_fields = ["kind", "is_active", "user"]
+    input_serializer = ContactMethodForUserInputSerializer
+    required_capabilities = {
+        "list": Capability.DIRECTORY_MANAGE,
+        "retrieve": Capability.DIRECTORY_MANAGE,
+        "create": Capability.DIRECTORY_MANAGE,
+        "partial_update": Capability.DIRECTORY_MANAGE,
+        "destroy": Capability.DIRECTORY_MANAGE,
+        "rotate_secret": Capability.DIRECTORY_MANAGE,
+    }
+
+    def get_queryset(self) -> QuerySet[ContactMethod]:
+        return (
+            ContactMethod.objects.visible_to(self.request.user)
+            .select_related("user")
+            .order_by("user__username", "kind", "id")
+        )
+
+    def owner_for_create(self, data: dict) -> User:
+        return data.pop("user")
+
+    @extend_schema(
+        request=ContactMethodForUserInputSerializer,
+        responses={201: ContactMethodSecretSerializer},
+    )
+    def create(self, request):
+        return super().create(request)
+
+
+class EscalationPolicyViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """How each agency of the caller's city escalates an unacknowledged activation.
+
+    Administrators change policies in the admin; this is read-only.
+    """
+
+    serializer_class = EscalationPolicySerializer
+    filterset_fields = ["agency", "is_default"]
+    required_capabilities = {"list": Capability.VIEW, "retrieve": Capability.VIEW}
+
+    def get_queryset(self) -> QuerySet[EscalationPolicy]:
+        return (
+            EscalationPolicy.objects.visible_to(self.request.user)
+            .select_related("agency")
+            .prefetch_related("steps__group")
+            .order_by("agency__short_name", "name", "id")
+        )
+
+
+class ResponderGroupViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Named groups of an agency's people that escalation steps notify."""
+
+    serializer_class = ResponderGroupSerializer
+    filterset_fields = ["agency"]
+    required_capabilities = {"list": Capability.VIEW, "retrieve": Capability.VIEW}
+
+    def get_queryset(self) -> QuerySet[ResponderGroup]:
+        return (
+            ResponderGroup.objects.visible_to(self.request.user)
+            .prefetch_related("members")
+            .order_by("agency__short_name", "name", "id")
+        )
+
+
+# ================================================================================================
+# Activation alerting
+# ================================================================================================
 
 
 class ActivationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

@@ -5,7 +5,7 @@ from django.http import HttpRequest
 
 from .watchdog import alerting_status
 
-CACHE_KEY = "comms:alerting-stale"
+CACHE_KEY = "alerting-stale"
 CACHE_SECONDS = 5
 
 

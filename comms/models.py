@@ -2,7 +2,7 @@
 
 import secrets
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import models
 from django.db.models import Q
@@ -72,6 +72,9 @@ class Recurrence(models.TextChoices):
     DAILY = "daily", "Every day"
     WEEKLY = "weekly", "Every week"
 
+
+# Rotas plan no further than this; it keeps every date computation far from datetime's limits.
+LATEST_INSTANT = datetime(2100, 1, 1, tzinfo=UTC)
 
 # Longest a single shift may run; also bounds how far back the on-call query looks for a shift
 # that started before the instant asked about.

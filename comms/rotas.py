@@ -31,6 +31,8 @@ from django.db.models import Q
 from coordination.models import Agency, User
 
 from .models import (
+    LATEST_INSTANT,
+    EscalationPolicy,
     EscalationStep,
     Recurrence,
     Rota,
@@ -78,6 +80,10 @@ class Segment:
     ends_at: datetime | None
     is_override: bool
 
+    @property
+    def tier_label(self) -> str:
+        return Tier(self.tier).label
+
 
 @dataclass(frozen=True)
 class Assignment:
@@ -88,6 +94,10 @@ class Assignment:
     since: datetime | None
     until: datetime | None
     is_override: bool
+
+    @property
+    def tier_label(self) -> str:
+        return Tier(self.tier).label
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,10 @@ class Handover:
     previous_user: User | None
     is_override: bool
 
+    @property
+    def tier_label(self) -> str:
+        return Tier(self.tier).label
+
 
 @dataclass(frozen=True)
 class DutyOfficer:
@@ -126,10 +140,16 @@ class DutyOfficer:
     until: datetime | None
     is_override: bool
 
+    @property
+    def tier_label(self) -> str:
+        return Tier(self.tier).label
+
 
 def _aware(value: datetime, name: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be an aware datetime (with a UTC offset).")
+    if value >= LATEST_INSTANT:
+        raise ValueError(f"{name} must be before {LATEST_INSTANT:%Y}.")
     return value
 
 
@@ -140,6 +160,11 @@ def _local_instant(day: date, shift: Shift, zone: zoneinfo.ZoneInfo) -> tuple[da
     start = naive_start.replace(tzinfo=zone)
     end = naive_end.replace(tzinfo=zone)
     return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def wall_clock_instants(shift: Shift) -> tuple[datetime, datetime]:
+    """The UTC start and end of a shift's first occurrence."""
+    return _local_instant(shift.start_date, shift, shift.rota.agency.city.zone)
 
 
 def shift_step_days(shift: Shift) -> int | None:
@@ -368,24 +393,13 @@ def on_call(*, rota: Rota, at: datetime) -> OnCall:
     return _on_call_from(data, at)
 
 
-def on_call_next(
-    *, rota: Rota, after: datetime, limit: int = 10, within: timedelta = timedelta(days=60)
-) -> list[Handover]:
-    """The next hand-overs of ``rota`` strictly after ``after``, soonest first (primary before
-    secondary at the same instant), at most ``limit`` of them and no further than ``within``.
-
-    A hand-over to nobody (a gap in the rota) is listed too, with ``user`` None.
-    """
-    after = _aware(after, "after")
-    rota = _rota_with_city(rota)
+def _handovers(data: _RotaData, *, after: datetime, within: timedelta) -> list[Handover]:
     start, end = after - LOOKBACK, after + within
-    data = _load([rota], start=start, end=end)[rota.pk]
     users = data.users()
     timeline = data.timeline(start=start, end=end)
     handovers = []
     for tier in TIERS:
-        stretches = timeline[tier]
-        for (_left, _right, before), (left, _r, occ) in itertools.pairwise(stretches):
+        for (_left, _right, before), (left, _r, occ) in itertools.pairwise(timeline[tier]):
             if left <= after:
                 continue
             handovers.append(
@@ -398,7 +412,37 @@ def on_call_next(
                 )
             )
     handovers.sort(key=lambda h: (h.at, TIERS.index(h.tier)))
-    return handovers[:limit]
+    return handovers
+
+
+def on_call_next(
+    *, rota: Rota, after: datetime, limit: int = 10, within: timedelta = timedelta(days=60)
+) -> list[Handover]:
+    """The next hand-overs of ``rota`` strictly after ``after``, soonest first (primary before
+    secondary at the same instant), at most ``limit`` of them and no further than ``within``.
+
+    A hand-over to nobody (a gap in the rota) is listed too, with ``user`` None.
+    """
+    after = _aware(after, "after")
+    rota = _rota_with_city(rota)
+    data = _load([rota], start=after - LOOKBACK, end=after + within)[rota.pk]
+    return _handovers(data, after=after, within=within)[:limit]
+
+
+def on_call_overview(
+    *, rotas: Sequence[Rota], at: datetime, next_limit: int = 2
+) -> list[tuple[OnCall, list[Handover]]]:
+    """Who is on call now and the next hand-overs, for many rotas at once (two queries in all):
+    what a "who is on call" page shows. Rotas need their agency and city selected."""
+    at = _aware(at, "at")
+    loaded = _load(rotas, start=at - LOOKBACK, end=at + HORIZONS[-1])
+    return [
+        (
+            _on_call_from(loaded[rota.pk], at),
+            _handovers(loaded[rota.pk], after=at, within=timedelta(days=60))[:next_limit],
+        )
+        for rota in rotas
+    ]
 
 
 def rota_timeline(*, rota: Rota, start: datetime, end: datetime) -> list[Segment]:
@@ -473,3 +517,55 @@ def escalation_step_recipients(*, step: EscalationStep, at: datetime) -> list[Us
     for user in users:
         recipients.setdefault(user.pk, user)
     return list(recipients.values())
+
+
+def escalation_policy_default(*, agency: Agency) -> EscalationPolicy | None:
+    """The policy an activation of ``agency`` escalates along, with its steps in order, or None
+    when the agency has not chosen one."""
+    return (
+        EscalationPolicy.objects.filter(agency=agency, is_default=True)
+        .select_related("rota__agency__city", "agency")
+        .prefetch_related("steps__group")
+        .first()
+    )
+
+
+@dataclass(frozen=True)
+class PlannedEntry:
+    """A shift occurrence or an override as planned, before precedence is applied: what a
+    calendar shows."""
+
+    occurrence: Occurrence
+    user: User
+    shift: Shift | None
+    override: RotaOverride | None
+
+
+def planned_entries(*, rota: Rota, start: datetime, end: datetime) -> list[PlannedEntry]:
+    """Every shift occurrence and override of ``rota`` overlapping ``[start, end)``, by start."""
+    start, end = _aware(start, "start"), _aware(end, "end")
+    rota = _rota_with_city(rota)
+    data = _load([rota], start=start, end=end)[rota.pk]
+    zone = rota.agency.city.zone
+    entries = [
+        PlannedEntry(occurrence=occ, user=shift.user, shift=shift, override=None)
+        for shift in data.shifts
+        for occ in shift_occurrences(shift, zone=zone, start=start, end=end)
+    ]
+    entries.extend(
+        PlannedEntry(
+            occurrence=_override_occurrence(override),
+            user=override.user,
+            shift=None,
+            override=override,
+        )
+        for override in data.overrides
+    )
+    entries.sort(
+        key=lambda e: (
+            e.occurrence.starts_at,
+            TIERS.index(e.occurrence.tier),
+            e.occurrence.source_id,
+        )
+    )
+    return entries

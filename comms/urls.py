@@ -1,4 +1,5 @@
-"""URLs of activation alerting: pages (mounted at the site root) and API routes (under /api/v1/)."""
+"""URLs of the comms app: pages (mounted at the site root), and the activation API routes that
+``ctpn.urls`` mounts under /api/v1/ (the rota API is wired there directly)."""
 
 from django.urls import path
 from rest_framework.routers import SimpleRouter
@@ -6,9 +7,28 @@ from rest_framework.routers import SimpleRouter
 from . import views
 from .api import ActivationViewSet, AlertViewSet
 
-app_name = "comms"
-
 urlpatterns = [
+    path("rotas/", views.rota_list, name="rotas"),
+    path("rotas/<int:pk>/", views.rota_detail, name="rota"),
+    path("rotas/<int:pk>/shifts/", views.rota_shift_add, name="rota-shift-add"),
+    path(
+        "rotas/<int:pk>/shifts/<int:shift_id>/delete/",
+        views.rota_shift_delete,
+        name="rota-shift-delete",
+    ),
+    path("rotas/<int:pk>/cover/", views.rota_override_add, name="rota-override-add"),
+    path(
+        "rotas/<int:pk>/cover/<int:override_id>/delete/",
+        views.rota_override_delete,
+        name="rota-override-delete",
+    ),
+    path(
+        "rotas/<int:pk>/calendar/revoke/",
+        views.rota_calendar_revoke_view,
+        name="rota-calendar-revoke",
+    ),
+    path("rotas/<int:pk>/calendar.ics", views.rota_calendar_feed, name="rota-calendar"),
+    # Activation alerting
     path("ack/<str:token>/", views.ack_link, name="ack"),
     path("alerts/", views.alerts, name="alerts"),
     path("alerts/<int:activation_id>/answer/", views.alert_answer, name="alert-answer"),
@@ -22,5 +42,4 @@ router = SimpleRouter()
 router.register("activations", ActivationViewSet, basename="activation")
 router.register("alerts", AlertViewSet, basename="alert")
 
-# Included by ctpn.urls under /api/v1/, next to the other apps' routes.
 api_urlpatterns = router.urls

@@ -279,6 +279,13 @@ if PRODUCTION:
     }
 
 # --- Alerting ----------------------------------------------------------------------------------
+# Webhook contact methods use https. Plain http is accepted only to a loopback host, and only
+# where this is on (the embedded default and the test suite), so a local receiver can be tested.
+ALERTING_WEBHOOK_HTTP_LOOPBACK = env_bool("ALERTING_WEBHOOK_HTTP_LOOPBACK", not PRODUCTION)
+# The window a rota's calendar feed covers, in days before and after today.
+ROTA_CALENDAR_PAST_DAYS = env_int("ROTA_CALENDAR_PAST_DAYS", 7)
+ROTA_CALENDAR_FUTURE_DAYS = env_int("ROTA_CALENDAR_FUTURE_DAYS", 60)
+
 # Activation alerts: e-mail, SMS, signed webhooks and in-app pushes, sent by the Celery worker and
 # re-driven by a beat sweep. Every value below has a default that works on the embedded default.
 

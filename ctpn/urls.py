@@ -5,6 +5,15 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
+from comms.api import (
+    ContactMethodViewSet,
+    EscalationPolicyViewSet,
+    MyContactMethodViewSet,
+    OverrideViewSet,
+    ResponderGroupViewSet,
+    RotaViewSet,
+    ShiftViewSet,
+)
 from comms.urls import api_urlpatterns as comms_api
 from coordination.api import (
     ActionViewSet,
@@ -32,6 +41,15 @@ router.register(f"{incident}/timeline", TimelineEntryViewSet, basename="incident
 router.register(f"{incident}/events", IncidentEventViewSet, basename="incident-event")
 router.register("agencies", AgencyViewSet, basename="agency")
 router.register("users", UserViewSet, basename="user")
+# comms
+rota = r"rotas/(?P<rota_pk>[0-9]+)"
+router.register("rotas", RotaViewSet, basename="rota")
+router.register(f"{rota}/shifts", ShiftViewSet, basename="rota-shift")
+router.register(f"{rota}/overrides", OverrideViewSet, basename="rota-override")
+router.register("me/contact-methods", MyContactMethodViewSet, basename="my-contact-method")
+router.register("contact-methods", ContactMethodViewSet, basename="contact-method")
+router.register("escalation-policies", EscalationPolicyViewSet, basename="escalation-policy")
+router.register("responder-groups", ResponderGroupViewSet, basename="responder-group")
 
 api_v1 = [
     path("auth/token/", TokenView.as_view(), name="api-token"),
@@ -42,9 +60,9 @@ api_v1 = [
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("", include("comms.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
-    path("", include("comms.urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -1,6 +1,6 @@
 """factory_boy factories for the domain. Writes that have services go through them."""
 
-from datetime import timedelta
+from datetime import time, timedelta
 
 import factory
 from django.utils import timezone
@@ -109,3 +109,58 @@ def row_counts() -> dict[str, int]:
         RoleAssignment,
     ]
     return {model.__name__: model.objects.count() for model in models}
+
+
+# --- comms: rotas, contact methods, escalation ------------------------------------------------
+
+
+class RotaFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "comms.Rota"
+
+    agency = factory.SubFactory(AgencyFactory)
+    name = factory.Sequence(lambda n: f"Duty officer rota {n}")
+
+
+class ShiftFactory(factory.django.DjangoModelFactory):
+    """A shift as stored: local wall-clock start and length. Default: a one-off 8-hour shift."""
+
+    class Meta:
+        model = "comms.Shift"
+
+    rota = factory.SubFactory(RotaFactory)
+    user = factory.SubFactory(
+        UserFactory, agency=factory.SelfAttribute("..rota.agency"), roles=[Role.DUTY_OFFICER]
+    )
+    tier = "primary"
+    start_date = factory.LazyFunction(lambda: timezone.localdate())
+    start_time = time(8)
+    duration = timedelta(hours=8)
+    recurrence = "once"
+
+
+class RotaOverrideFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "comms.RotaOverride"
+
+    rota = factory.SubFactory(RotaFactory)
+    user = factory.SubFactory(
+        UserFactory, agency=factory.SelfAttribute("..rota.agency"), roles=[Role.DUTY_OFFICER]
+    )
+    tier = "primary"
+    starts_at = factory.LazyFunction(timezone.now)
+    ends_at = factory.LazyAttribute(lambda o: o.starts_at + timedelta(hours=2))
+
+
+class ResponderGroupFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "comms.ResponderGroup"
+        skip_postgeneration_save = True
+
+    agency = factory.SubFactory(AgencyFactory)
+    name = factory.Sequence(lambda n: f"Group {n}")
+
+    @factory.post_generation
+    def members(self, create, extracted, **kwargs):
+        if create and extracted:
+            self.members.set(extracted)

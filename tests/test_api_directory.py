@@ -37,6 +37,7 @@ def test_me_tells_a_commander_their_roles_and_capabilities(api, commander, polic
         Capability.INCIDENT_OPEN,
         Capability.INCIDENT_TRANSITION,
         Capability.LOG_WRITE,
+        Capability.ACTIVATION_SEND,
     ]
     assert response.data["is_superuser"] is False
     assert "password" not in response.data
@@ -47,11 +48,22 @@ def test_me_tells_a_commander_their_roles_and_capabilities(api, commander, polic
     [
         ([Role.OBSERVER], [Capability.VIEW]),
         ([Role.LIAISON_OFFICER], [Capability.VIEW, Capability.LOG_WRITE]),
-        ([Role.DUTY_OFFICER], [Capability.VIEW, Capability.INCIDENT_OPEN]),
-        ([Role.ADMINISTRATOR], list(Capability.values)),
+        (
+            [Role.DUTY_OFFICER],
+            [Capability.VIEW, Capability.INCIDENT_OPEN, Capability.ACTIVATION_SEND],
+        ),
+        (
+            [Role.ADMINISTRATOR],
+            [c for c in Capability.values if c != Capability.ACTIVATION_SEND],
+        ),
         (
             [Role.OBSERVER, Role.LOGGIST, Role.DUTY_OFFICER],
-            [Capability.VIEW, Capability.INCIDENT_OPEN, Capability.LOG_WRITE],
+            [
+                Capability.VIEW,
+                Capability.INCIDENT_OPEN,
+                Capability.LOG_WRITE,
+                Capability.ACTIVATION_SEND,
+            ],
         ),
     ],
 )

@@ -53,6 +53,30 @@ USERS = [
     ("cityadmin", "Ingrid", "Falk", "STAD", [Role.ADMINISTRATOR]),
 ]
 
+# On-call rotas (comms.demo): two duty officers per agency who alternate weekly as primary and
+# secondary. The police's first one is the "duty" user above.
+DUTY_OFFICERS = [
+    ("duty-pol-2", "Frida", "Lund", "POL"),
+    ("duty-ssbf", "Anders", "Norén", "SSBF"),
+    ("duty-ssbf-2", "Linnea", "Ström", "SSBF"),
+    ("duty-amb", "Hanna", "Åberg", "AMB"),
+    ("duty-amb-2", "Mikael", "Sund", "AMB"),
+    ("duty-hsv", "Emma", "Björk", "HSV"),
+    ("duty-hsv-2", "Oskar", "Lind", "HSV"),
+    ("duty-stad", "Sofia", "Nordin", "STAD"),
+    ("duty-stad-2", "Gustav", "Wikström", "STAD"),
+    ("duty-sl", "Amir", "Karimi", "SL"),
+    ("duty-sl-2", "Klara", "Engström", "SL"),
+    ("duty-net", "Viktor", "Hedlund", "NET"),
+    ("duty-net-2", "Maja", "Forsberg", "NET"),
+    ("duty-mil", "Jonas", "Eklund", "MIL"),
+    ("duty-mil-2", "Ida", "Sandberg", "MIL"),
+]
+DUTY_USERS = [
+    (username, first, last, agency, [Role.DUTY_OFFICER])
+    for username, first, last, agency in DUTY_OFFICERS
+]
+
 
 class Command(BaseCommand):
     help = "Load the Stockholm demonstration data (idempotent) and print the demo logins."
@@ -70,12 +94,14 @@ class Command(BaseCommand):
                     defaults={"name": name, "type": agency_type},
                 )
             users = {}
-            for username, first, last, agency, roles in USERS:
+            for username, first, last, agency, roles in [*USERS, *DUTY_USERS]:
                 users[username] = self._user(username, first, last, agencies[agency], roles)
             platform = self._user("platform", "Platform", "Administrator", None, [])
             if not platform.is_superuser:
                 platform.is_superuser = platform.is_staff = True
                 platform.save(update_fields=["is_superuser", "is_staff"])
+
+            self._rotas(agencies, users)
 
             exercise = Incident.objects.filter(city=city, title=EXERCISE_TITLE).first()
             if exercise is None:
@@ -86,7 +112,8 @@ class Command(BaseCommand):
 
         self.stdout.write("\nDemo logins (every password is the same):")
         self.stdout.write(f"  {'username':<14} {'password':<16} {'agency':<6} roles")
-        for username, _first, _last, agency, roles in [*USERS, ("platform", "", "", "-", [])]:
+        logins = [*USERS, *DUTY_USERS, ("platform", "", "", "-", [])]
+        for username, _first, _last, agency, roles in logins:
             role_names = ", ".join(roles) or "superuser (every city, Django admin)"
             self.stdout.write(f"  {username:<14} {DEMO_PASSWORD:<16} {agency:<6} {role_names}")
 
@@ -247,3 +274,10 @@ class Command(BaseCommand):
             if status != "open":
                 action_update(action_id=action.pk, user=gold, status=status)
         return incident
+
+    def _rotas(self, agencies, users) -> None:
+        # The demo spans every app; comms is imported here, when the command runs, so that no
+        # coordination module depends on comms at import time.
+        from comms.demo import seed_rotas
+
+        seed_rotas(agencies=agencies, users=users, admin=users["cityadmin"])

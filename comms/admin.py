@@ -1,0 +1,250 @@
+"""Django admin of the comms app.
+
+Rota part: rotas (editable), their shifts and cover (listed; added on the rota pages, which
+validate them), contact methods (listed; their owners manage them, secrets never shown),
+responder groups and escalation policies (edited here, saved through the services).
+"""
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest
+
+from coordination.admin import ReadOnlyAdmin, ReadOnlyInline
+
+from .models import (
+    ContactMethod,
+    EscalationPolicy,
+    EscalationStep,
+    ResponderGroup,
+    Rota,
+    RotaOverride,
+    Shift,
+)
+from .services import (
+    MAX_REPEATS,
+    StepSpec,
+    escalation_policy_save,
+    escalation_steps_check,
+    responder_group_save,
+)
+
+
+class ShiftInline(ReadOnlyInline):
+    model = Shift
+    fields = readonly_fields = (
+        "tier",
+        "user",
+        "start_date",
+        "start_time",
+        "duration",
+        "recurrence",
+        "interval",
+    )
+    show_change_link = True
+
+
+class OverrideInline(ReadOnlyInline):
+    model = RotaOverride
+    fields = readonly_fields = ("tier", "user", "starts_at", "ends_at", "reason")
+
+
+@admin.register(Rota)
+class RotaAdmin(admin.ModelAdmin):
+    list_display = ["name", "agency", "is_active", "created_at"]
+    list_filter = ["agency__city", "agency", "is_active"]
+    list_select_related = ["agency"]
+    search_fields = ["name", "agency__name", "agency__short_name"]
+    fields = ["agency", "name", "description", "is_active"]
+    inlines = [ShiftInline, OverrideInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Its shifts name people of its agency: a rota cannot move to another agency.
+        return ["agency"] if obj is not None else []
+
+
+@admin.register(Shift)
+class ShiftAdmin(ReadOnlyAdmin):
+    list_display = [
+        "rota",
+        "tier",
+        "user",
+        "start_date",
+        "start_time",
+        "duration",
+        "recurrence",
+        "interval",
+        "repeat_until",
+    ]
+    list_filter = ["rota__agency__city", "tier", "recurrence"]
+    list_select_related = ["rota__agency", "user"]
+    search_fields = ["rota__name", "user__username", "user__last_name"]
+
+
+@admin.register(RotaOverride)
+class RotaOverrideAdmin(ReadOnlyAdmin):
+    list_display = ["rota", "tier", "user", "starts_at", "ends_at", "reason"]
+    list_filter = ["rota__agency__city", "tier"]
+    list_select_related = ["rota__agency", "user"]
+    search_fields = ["rota__name", "user__username", "reason"]
+
+
+@admin.register(ContactMethod)
+class ContactMethodAdmin(ReadOnlyAdmin):
+    list_display = ["user", "kind", "address", "label", "is_active", "created_at"]
+    list_filter = ["kind", "is_active", "user__agency__city"]
+    list_select_related = ["user"]
+    search_fields = ["user__username", "address", "label"]
+    # The webhook signing secret is its owner's alone: never listed or shown.
+    exclude = ["signing_secret"]
+
+
+class ResponderGroupForm(forms.ModelForm):
+    class Meta:
+        model = ResponderGroup
+        fields = ["agency", "name", "description", "members"]
+
+    def clean(self):
+        cleaned = super().clean()
+        agency = cleaned.get("agency")
+        members = cleaned.get("members") or []
+        if agency is not None:
+            outsiders = [str(m) for m in members if m.agency_id != agency.pk]
+            if outsiders:
+                self.add_error("members", f"Not of {agency}: {', '.join(outsiders)}.")
+            name = (cleaned.get("name") or "").strip()
+            clash = ResponderGroup.objects.filter(agency=agency, name__iexact=name)
+            if self.instance.pk:
+                clash = clash.exclude(pk=self.instance.pk)
+            if clash.exists():
+                self.add_error("name", "This agency already has a group of that name.")
+        return cleaned
+
+
+@admin.register(ResponderGroup)
+class ResponderGroupAdmin(admin.ModelAdmin):
+    form = ResponderGroupForm
+    list_display = ["name", "agency", "member_count"]
+    list_filter = ["agency__city", "agency"]
+    list_select_related = ["agency"]
+    search_fields = ["name", "agency__short_name"]
+    filter_horizontal = ["members"]
+
+    @admin.display(description="members")
+    def member_count(self, group: ResponderGroup) -> int:
+        return group.members.count()
+
+    def save_model(self, request, obj, form, change) -> None:
+        """Saved with its members in ``save_related``, through the service."""
+
+    def save_related(self, request: HttpRequest, form, formsets, change) -> None:
+        data = form.cleaned_data
+        group = responder_group_save(
+            user=request.user,  # type: ignore[arg-type]
+            agency=data["agency"],
+            name=data["name"],
+            description=data.get("description", ""),
+            members=list(data.get("members") or []),
+            group=form.instance if change else None,
+        )
+        form.instance.pk = group.pk
+
+
+class EscalationStepFormSet(forms.BaseInlineFormSet):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # The formset itself never saves (the service writes the steps); the admin's change
+        # history still asks what it saved.
+        self.new_objects, self.changed_objects, self.deleted_objects = [], [], []
+
+    def steps(self) -> list[StepSpec]:
+        rows = [
+            form.cleaned_data
+            for form in self.forms
+            if getattr(form, "cleaned_data", None) and not form.cleaned_data.get("DELETE")
+        ]
+        rows.sort(key=lambda row: row.get("position") or 0)
+        return [
+            StepSpec(
+                target=row.get("target", ""),
+                wait_minutes=row.get("wait_minutes", 0),
+                group=row.get("group"),
+            )
+            for row in rows
+        ]
+
+    def clean(self) -> None:
+        super().clean()
+        agency = getattr(self.instance, "agency", None) if self.instance.agency_id else None
+        if agency is None:
+            return
+        errors: dict[str, list[str]] = {}
+        escalation_steps_check(errors, agency, self.steps())
+        if errors:
+            raise ValidationError(errors["steps"])
+
+
+class EscalationStepInline(admin.TabularInline):
+    model = EscalationStep
+    formset = EscalationStepFormSet
+    fields = ["position", "target", "group", "wait_minutes"]
+    extra = 1
+    ordering = ["position"]
+
+
+class EscalationPolicyForm(forms.ModelForm):
+    class Meta:
+        model = EscalationPolicy
+        fields = ["agency", "name", "rota", "repeat_count", "is_default"]
+
+    def clean(self):
+        cleaned = super().clean()
+        agency, rota = cleaned.get("agency"), cleaned.get("rota")
+        if agency is not None and rota is not None and rota.agency_id != agency.pk:
+            self.add_error("rota", "Must be a rota of the same agency.")
+        if (cleaned.get("repeat_count") or 0) > MAX_REPEATS:
+            self.add_error("repeat_count", f"At most {MAX_REPEATS}.")
+        if agency is not None:
+            clash = EscalationPolicy.objects.filter(
+                agency=agency, name__iexact=(cleaned.get("name") or "").strip()
+            )
+            if self.instance.pk:
+                clash = clash.exclude(pk=self.instance.pk)
+            if clash.exists():
+                self.add_error("name", "This agency already has a policy of that name.")
+        return cleaned
+
+    def _get_validation_exclusions(self) -> set[str]:
+        # Another policy's default flag is taken over by the service, not refused.
+        return {*super()._get_validation_exclusions(), "is_default"}  # type: ignore[misc]
+
+
+@admin.register(EscalationPolicy)
+class EscalationPolicyAdmin(admin.ModelAdmin):
+    form = EscalationPolicyForm
+    list_display = ["name", "agency", "rota", "repeat_count", "is_default"]
+    list_filter = ["agency__city", "agency", "is_default"]
+    list_select_related = ["agency", "rota"]
+    search_fields = ["name", "agency__short_name"]
+    inlines = [EscalationStepInline]
+
+    def save_model(self, request, obj, form, change) -> None:
+        """Saved with its steps in ``save_related``, through the service."""
+
+    def save_formset(self, request, form, formset, change) -> None:
+        """Steps are written by the service with the policy."""
+
+    def save_related(self, request: HttpRequest, form, formsets, change) -> None:
+        data = form.cleaned_data
+        steps_formset = next(f for f in formsets if isinstance(f, EscalationStepFormSet))
+        policy = escalation_policy_save(
+            user=request.user,  # type: ignore[arg-type]
+            agency=data["agency"],
+            name=data["name"],
+            steps=steps_formset.steps(),
+            repeat_count=data.get("repeat_count") or 0,
+            rota=data.get("rota"),
+            is_default=bool(data.get("is_default")),
+            policy=form.instance if change else None,
+        )
+        form.instance.pk = policy.pk
