@@ -10,7 +10,8 @@ Messages from server to client (JSON text frames; the browser client and alertin
 ``{"type": "event", "event": {...}}``
     One incident event, as ``/api/v1/incidents/<id>/events/`` shows it. An event whose marking
     this connection may not read arrives as ``{"seq": n, "kind": "hidden"}`` so the numbering has
-    no false gap.
+    no false gap. Two changes committed at the same moment may arrive in either order: apply
+    events by ``seq``, replay when one is missing, ignore a ``seq`` already applied.
 ``{"type": "presence", "present": [{"user_id", "name", "agency_id", "agency"}, ...]}``
     Everyone with this incident's dashboard open, one entry per person; sent after connecting
     and whenever it changes.
@@ -35,13 +36,14 @@ from ctpn.realtime import encode, incident_topic, user_topic
 from incidents.events import event_placeholder
 from incidents.models import Incident
 
-from .fanout import LiveConnection, MessageFilter, get_hub
+from .fanout import OUTBOX_SEND, LiveConnection, MessageFilter, get_hub
 from .presence import Presence, get_presence
 
 # Close codes in the application range (4000-4999), so the client knows not to retry blindly.
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_VISIBLE = 4404
 CLOSE_TOO_SLOW = 4408
+LARGEST_ID = 2**63 - 1  # a bigint primary key
 # RFC 6455 "try again later": the server cannot promise live delivery at the moment.
 CLOSE_TRY_AGAIN_LATER = 1013
 
@@ -155,6 +157,14 @@ class TopicConsumer(AsyncWebsocketConsumer):
 
     # --- messages the hub queued for this consumer's task (``comms.fanout.OUTBOX_*``) ----------
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Frames skip Channels' dispatch, which hops to a thread to close stale database
+        # connections before every handler: once per frame would be a thread hop per frame.
+        if message["type"] == OUTBOX_SEND:
+            await self.live_send(message)
+            return
+        await super().dispatch(message)
+
     async def live_send(self, message: dict[str, Any]) -> None:
         await self.send(text_data=message["text"])
         if self.live is not None:
@@ -178,6 +188,8 @@ class IncidentConsumer(TopicConsumer):
 
     async def topics(self, user) -> list[str]:
         self.incident_id = int(self.scope["url_route"]["kwargs"]["incident_id"])
+        if self.incident_id > LARGEST_ID:
+            raise Refused(CLOSE_NOT_VISIBLE)  # no such incident; the database would refuse it
         self.person = await self._person_if_visible(user, self.incident_id)
         if self.person is None:
             raise Refused(CLOSE_NOT_VISIBLE)
@@ -220,6 +232,16 @@ class IncidentConsumer(TopicConsumer):
         return (
             Incident.objects.filter(pk=incident_id).values_list("last_event_seq", flat=True).get()
         )
+
+
+class NotFoundConsumer(AsyncWebsocketConsumer):
+    """Any other ``/ws/`` path: closed with 4404, like an incident that cannot be seen."""
+
+    channel_layer_alias = TopicConsumer.channel_layer_alias
+
+    async def connect(self) -> None:
+        await self.accept()
+        await self.close(code=CLOSE_NOT_VISIBLE)
 
 
 class UserConsumer(TopicConsumer):

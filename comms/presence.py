@@ -142,6 +142,10 @@ class Presence:
                 logger.warning("presence not written to Redis: %r", exc)
                 await asyncio.sleep(min(self.ttl / 3, 1.0))
                 self._wake.set()
+            except Exception:
+                # Presence is a courtesy: a bug here must not stop the refreshes for good.
+                logger.exception("presence round failed")
+                await asyncio.sleep(min(self.ttl / 3, 1.0))
 
     async def _flush(self) -> None:
         """Write collected joins and leaves, then publish the list of each changed topic."""

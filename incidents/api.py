@@ -4,7 +4,7 @@ from typing import Any
 
 from django.db.models import Exists, OuterRef, QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import mixins, pagination, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
@@ -237,6 +237,21 @@ class EventPagination(pagination.BasePagination):
         ]
 
 
+class HiddenEventSerializer(serializers.Serializer):
+    """An event the caller may not read: its number only, so the numbering has no gap."""
+
+    seq = serializers.IntegerField(read_only=True)
+    kind = serializers.CharField(read_only=True, help_text='Always "hidden".')
+
+
+REPLAYED_EVENT = PolymorphicProxySerializer(
+    component_name="ReplayedEvent",
+    serializers=[IncidentEventSerializer, HiddenEventSerializer],
+    resource_type_field_name=None,
+    many=True,
+)
+
+
 @extend_schema(parameters=[INCIDENT_PATH_PARAMETER])
 class IncidentEventViewSet(mixins.ListModelMixin, IncidentScopedViewSet):
     """The incident's event stream, for replay after a gap or a reconnect.
@@ -260,6 +275,7 @@ class IncidentEventViewSet(mixins.ListModelMixin, IncidentScopedViewSet):
             readable=Exists(readable)
         )
 
+    @extend_schema(responses=REPLAYED_EVENT)
     def list(self, request, *args, **kwargs):
         page = self.paginate_queryset(self.get_queryset())
         assert page is not None

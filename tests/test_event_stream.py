@@ -6,6 +6,7 @@ import threading
 from contextlib import asynccontextmanager
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -114,6 +115,33 @@ async def _next_published(pubsub) -> dict:
     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
     assert message is not None, "nothing was published"
     return json.loads(message["data"])
+
+
+@pytest.mark.django_db
+def test_changes_are_published_in_order_when_their_transaction_commits(
+    incident, liaison, django_capture_on_commit_callbacks
+):
+    subscriber = redis.Redis.from_url(settings.REDIS_URL).pubsub(ignore_subscribe_messages=True)
+    subscriber.subscribe(topic_channel(incident_topic(incident.pk)))
+    subscriber.get_message(timeout=5)  # the subscription's confirmation
+    try:
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            for text in ("Cordon", "Evacuation", "All clear"):
+                timeline_add(incident_id=incident.pk, user=liaison, text=text)
+        assert subscriber.get_message(timeout=0.3) is None  # nothing before the commit
+
+        for callback in callbacks:
+            callback()
+        published = [json.loads(subscriber.get_message(timeout=5)["data"]) for _ in callbacks]
+    finally:
+        subscriber.close()
+
+    assert [(m["type"], m["event"]["seq"]) for m in published] == [
+        ("event", 2),
+        ("event", 3),
+        ("event", 4),
+    ]
+    assert published[2]["event"]["payload"]["text"] == "All clear"
 
 
 @pytest.mark.django_db(transaction=True)
