@@ -40,6 +40,7 @@ from .serializers import (
     ActivationBoardSerializer,
     ActivationCreateSerializer,
     ActivationSerializer,
+    AlertSerializer,
     AnswerSerializer,
     ContactMethodForUserInputSerializer,
     ContactMethodInputSerializer,
@@ -48,7 +49,6 @@ from .serializers import (
     ContactMethodSerializer,
     ContactMethodWithOwnerSerializer,
     EscalationPolicySerializer,
-    NotificationSerializer,
     OnCallQuerySerializer,
     OnCallSerializer,
     OverrideInputSerializer,
@@ -479,7 +479,7 @@ class ActivationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 class AlertViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """The caller's own in-app alerts, newest first."""
 
-    serializer_class = NotificationSerializer
+    serializer_class = AlertSerializer
     lookup_value_regex = "[0-9]+"
     filterset_fields = ["state"]
     required_capabilities = {"list": Capability.VIEW, "seen": Capability.VIEW}
@@ -488,11 +488,11 @@ class AlertViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return (
             Notification.objects.visible_to(self.request.user)
             .filter(recipient=self.request.user, channel=Channel.IN_APP)
-            .select_related("recipient", "target")
+            .select_related("recipient", "target", "activation")
             .order_by("-created_at", "-id")
         )
 
-    @extend_schema(request=None, responses=NotificationSerializer)
+    @extend_schema(request=None, responses=AlertSerializer)
     @action(detail=True, methods=["post"])
     def seen(self, request, pk=None):
         """The page showed the alert: records it as delivered."""

@@ -377,6 +377,24 @@ class NotificationSerializer(serializers.ModelSerializer):
         return _seconds_between(notification.created_at, notification.acknowledged_at)
 
 
+class AlertSerializer(NotificationSerializer):
+    """One of the caller's own in-app alerts, with what it says (for the alerts toast)."""
+
+    title = serializers.SerializerMethodField()
+    message = serializers.CharField(source="activation.message", read_only=True)
+    is_exercise = serializers.BooleanField(source="activation.is_exercise", read_only=True)
+    urgency = serializers.CharField(source="activation.urgency", read_only=True)
+
+    class Meta(NotificationSerializer.Meta):
+        fields = [*NotificationSerializer.Meta.fields, "title", "message", "is_exercise", "urgency"]
+        read_only_fields = fields
+
+    def get_title(self, notification: Notification) -> str:
+        activation = notification.activation
+        exercise = "EXERCISE EXERCISE EXERCISE. " if activation.is_exercise else ""
+        return f"{exercise}Activation ({activation.get_urgency_display().upper()})"
+
+
 class AcknowledgementSerializer(serializers.ModelSerializer):
     user_name = serializers.SerializerMethodField()
     agency = serializers.IntegerField(source="target.agency_id", read_only=True)

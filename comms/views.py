@@ -24,7 +24,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from coordination.models import Agency, User
@@ -331,6 +331,7 @@ def ack_link(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @login_required
+@ensure_csrf_cookie  # the answer buttons post through the API with the CSRF cookie
 @require_GET
 def alerts(request: HttpRequest) -> HttpResponse:
     """The signed-in person's alerts, newest first, with their answers and answer buttons."""
@@ -442,6 +443,7 @@ def activation_new(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@ensure_csrf_cookie
 @require_GET
 def activation_board(request: HttpRequest, activation_id: int) -> HttpResponse:
     """The live board of one activation; updates arrive over ``/ws/activations/<id>/``."""

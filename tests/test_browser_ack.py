@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 
 from comms.models import Acknowledgement, Channel, Notification
-from comms.services import ack_token, activation_send
+from comms.services import ack_token, activation_send, notification_deliver
 from coordination.roles import Role
 
 from .factories import UserFactory
+from .live import session_cookie
 from .workers import contact, rota_on_call
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -84,3 +85,44 @@ def test_attending_eta_20_in_one_tap_on_a_phone(asgi_server, phone, commander, p
     phone.reload()
     assert phone.locator("#answer").inner_text() == "Already answered: Attending, ETA 20 min"
     assert phone.get_by_role("button").count() == 0
+
+
+def test_an_in_app_alert_pops_up_and_is_answered_from_the_toast(
+    asgi_server, browser, commander, police
+):
+    officer = UserFactory(username="duty", agency=police, roles=[Role.DUTY_OFFICER])
+    rota_on_call(police, primary=officer)
+    context = browser.new_context()
+    context.add_cookies(
+        [
+            {
+                "name": "sessionid",
+                "value": session_cookie(officer).split("=", 1)[1],
+                "url": asgi_server.url,
+            }
+        ]
+    )
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        page.goto(f"{asgi_server.url}/alerts/")
+        page.wait_for_function("window.ctpnAlerts && window.ctpnAlerts.listening")
+
+        activation = activation_send(
+            user=commander, message="Gold group at 15:00", agencies=[police]
+        )
+        in_app = Notification.objects.get(activation=activation, channel=Channel.IN_APP)
+        assert notification_deliver(notification_id=in_app.pk) == "sent"
+
+        toast = page.locator(".ctpn-alert-toast")
+        toast.wait_for()
+        assert "Gold group at 15:00" in toast.inner_text()
+        toast.get_by_role("button", name="Attending, ETA 20 min").click()
+        page.get_by_text("Recorded: Attending, ETA 20 min").wait_for()
+    finally:
+        context.close()
+
+    answer = Acknowledgement.objects.get()
+    assert (answer.user, answer.eta_minutes, answer.via) == (officer, 20, "in_app")
+    in_app.refresh_from_db()
+    assert in_app.delivered_at is not None  # the page reported the alert as shown
