@@ -351,3 +351,6 @@ CELERY_BEAT_SCHEDULER = "ctpn.celery:HeartbeatScheduler"
 # Every page can show the "alerting degraded" banner (templates/comms/_alerting_banner.html).
 _template_options = cast(dict[str, list[str]], TEMPLATES[0]["OPTIONS"])
 _template_options["context_processors"].append("comms.context_processors.alerting")
+cast(dict[str, str], SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]).update(
+    {"ActivationStatusEnum": "comms.models.ActivationStatus"}
+)
