@@ -1391,7 +1391,11 @@ def alerts_sweep(*, now: datetime | None = None, limit: int = 500) -> dict[str, 
     )
     stepped = 0
     for pk in due_targets:
-        if escalation_advance(target_id=pk, now=now) == "stepped":
-            stepped += 1
+        try:
+            if escalation_advance(target_id=pk, now=now) == "stepped":
+                stepped += 1
+        except Exception:
+            # One agency's broken configuration must not hold up every other agency's alerts.
+            logger.exception("escalation step of activation target %s failed", pk)
     watchdog.heartbeat_write("sweep")
     return {"redriven": len(redriven), "escalated": stepped}

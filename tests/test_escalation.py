@@ -8,6 +8,7 @@ import time_machine
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
+from comms import services
 from comms.models import (
     ActivationStatus,
     Notification,
@@ -255,3 +256,26 @@ def test_a_malformed_answer_names_the_field(commander, police, people, response,
             activation_id=activation.pk, user=people["primary"], response=response, eta_minutes=eta
         )
     assert field in refused.value.message_dict
+
+
+def test_one_agencys_failing_step_does_not_stop_the_sweep_for_others(
+    commander, police, fire, people, clock, monkeypatch
+):
+    fire_officer = UserFactory(username="fire-duty", agency=fire, roles=[Role.DUTY_OFFICER])
+    fire_second = UserFactory(username="fire-second", agency=fire, roles=[Role.DUTY_OFFICER])
+    contact(fire_second, "email", "fire-second@example.org")
+    rota_on_call(fire, primary=fire_officer, secondary=fire_second)
+    escalation_policy(fire, (StepTarget.PRIMARY, 5), (StepTarget.SECONDARY, 5))
+    start = timezone.now()
+    activation = activation_send(user=commander, message="Assemble", agencies=[police, fire])
+    real = services.escalation_advance
+
+    def broken_for_police(*, target_id, **kwargs):
+        if target_id == activation.targets.get(agency=police).pk:
+            raise RuntimeError("a broken rota")
+        return real(target_id=target_id, **kwargs)
+
+    monkeypatch.setattr(services, "escalation_advance", broken_for_police)
+    clock.move_to(start + FIVE)
+    assert alerts_sweep()["escalated"] == 1
+    assert "fire-second" in notified(activation)

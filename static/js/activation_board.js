@@ -35,7 +35,9 @@
   function render() {
     const a = state.activation;
     if (!a) return;
-    document.getElementById("activation-status").textContent = a.status;
+    const overdue = a.status === "open" && new Date(a.response_deadline) < new Date();
+    document.getElementById("activation-status").textContent =
+      a.status + (overdue ? " (response deadline passed)" : "");
     root.replaceChildren();
     for (const target of a.targets) {
       const section = document.createElement("section");
