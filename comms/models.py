@@ -131,6 +131,19 @@ class Shift(models.Model):
     def __str__(self) -> str:
         return f"{self.get_tier_display()} {self.user} from {self.start_date} {self.start_time}"
 
+    @property
+    def duration_label(self) -> str:
+        """The length as people say it: "7 days", "12 h", "1 day 4 h 30 min"."""
+        days, seconds = self.duration.days, self.duration.seconds
+        parts = []
+        if days:
+            parts.append(f"{days} day{'s' if days != 1 else ''}")
+        if seconds // 3600:
+            parts.append(f"{seconds // 3600} h")
+        if seconds % 3600 // 60:
+            parts.append(f"{seconds % 3600 // 60} min")
+        return " ".join(parts) or "0 min"
+
 
 class RotaOverride(models.Model):
     """Cover: someone else takes a tier of a rota for an interval, whatever the shifts say.

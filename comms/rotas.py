@@ -12,7 +12,8 @@ The rules, in the order they apply to one tier (primary or secondary) of one rot
    time across daylight-saving changes. A wall-clock time that does not exist on the day the
    clocks go forward (02:30 in Stockholm) is read with the offset before the change, and an
    ambiguous one (the repeated hour in autumn) as its first occurrence.
-5. People whose account is deactivated are never on call; the next entry in precedence applies.
+5. People whose account is deactivated, or who have moved to another agency, are never on call
+   for it; the next entry in precedence applies.
 
 Each query loads the rota's shifts and overrides with one query each and resolves the timeline
 in memory (a sweep over the start and end instants), however many instants it answers about.
@@ -26,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from django.db.models import Q
+from django.db.models import F, Q
 
 from coordination.models import Agency, User
 
@@ -259,6 +260,10 @@ def _inverse(precedence: tuple[bool, datetime, int]) -> tuple[int, float, int]:
     return (-int(is_override), -starts_at.timestamp(), -source_id)
 
 
+def _user_id(occ: Occurrence | None) -> int | None:
+    return occ.user_id if occ is not None else None
+
+
 def _same_holder(a: Occurrence | None, b: Occurrence | None) -> bool:
     if a is None or b is None:
         return a is b
@@ -301,7 +306,10 @@ def _load(rotas: Sequence[Rota], *, start: datetime, end: datetime) -> dict[int,
     # ended before it, or a repeat that stopped before it, cannot matter.
     earliest_start_day = start.date() - timedelta(days=31)
     shifts = (
-        Shift.objects.filter(rota_id__in=data, user__is_active=True)
+        # Someone who has since moved to another agency no longer stands on its rotas.
+        Shift.objects.filter(
+            rota_id__in=data, user__is_active=True, user__agency_id=F("rota__agency_id")
+        )
         .filter(start_date__lte=end.date() + timedelta(days=2))
         .filter(
             Q(recurrence=Recurrence.ONCE, start_date__gte=earliest_start_day)
@@ -317,7 +325,11 @@ def _load(rotas: Sequence[Rota], *, start: datetime, end: datetime) -> dict[int,
         data[shift.rota_id].shifts.append(shift)
     overrides = (
         RotaOverride.objects.filter(
-            rota_id__in=data, user__is_active=True, starts_at__lt=end, ends_at__gt=start
+            rota_id__in=data,
+            user__is_active=True,
+            user__agency_id=F("rota__agency_id"),
+            starts_at__lt=end,
+            ends_at__gt=start,
         )
         .select_related("user")
         .order_by("id")
@@ -399,7 +411,14 @@ def _handovers(data: _RotaData, *, after: datetime, within: timedelta) -> list[H
     timeline = data.timeline(start=start, end=end)
     handovers = []
     for tier in TIERS:
-        for (_left, _right, before), (left, _r, occ) in itertools.pairwise(timeline[tier]):
+        # A person whose cover runs straight into their own shift (or back) hands over to
+        # nobody: only a change of person is a hand-over.
+        changes = [
+            stretch
+            for index, stretch in enumerate(timeline[tier])
+            if index == 0 or _user_id(stretch[2]) != _user_id(timeline[tier][index - 1][2])
+        ]
+        for (_left, _right, before), (left, _r, occ) in itertools.pairwise(changes):
             if left <= after:
                 continue
             handovers.append(
@@ -421,7 +440,8 @@ def on_call_next(
     """The next hand-overs of ``rota`` strictly after ``after``, soonest first (primary before
     secondary at the same instant), at most ``limit`` of them and no further than ``within``.
 
-    A hand-over to nobody (a gap in the rota) is listed too, with ``user`` None.
+    A hand-over to nobody (a gap in the rota) is listed too, with ``user`` None. Only a change
+    of person counts: someone whose cover runs straight into their own shift hands over nothing.
     """
     after = _aware(after, "after")
     rota = _rota_with_city(rota)
@@ -472,27 +492,35 @@ def rota_timeline(*, rota: Rota, start: datetime, end: datetime) -> list[Segment
 
 def duty_officers(*, agency: Agency, at: datetime) -> list[DutyOfficer]:
     """The duty officers of ``agency`` at ``at``: primary then secondary of each active rota,
-    rotas in name order. Two queries for the shifts and overrides of all the agency's rotas."""
+    rotas in name order. Three queries (rotas, shifts, overrides), however many rotas."""
+    return duty_officers_by_agency(agencies=[agency], at=at)[agency.pk]
+
+
+def duty_officers_by_agency(
+    *, agencies: Iterable[Agency], at: datetime
+) -> dict[int, list[DutyOfficer]]:
+    """``duty_officers`` for many agencies at once (an activation to several agencies), keyed
+    by agency id; an agency without an active rota maps to an empty list. Three queries."""
     at = _aware(at, "at")
+    officers: dict[int, list[DutyOfficer]] = {agency.pk: [] for agency in agencies}
     rotas = list(
-        Rota.objects.filter(agency=agency, is_active=True)
+        Rota.objects.filter(agency_id__in=officers, is_active=True)
         .select_related("agency__city")
         .order_by("name", "id")
     )
     loaded = _load(rotas, start=at - LOOKBACK, end=at + HORIZONS[-1])
-    officers = []
     for rota in rotas:
         answer = _on_call_from(loaded[rota.pk], at)
-        for assignment in answer.assignments:
-            officers.append(
-                DutyOfficer(
-                    rota=rota,
-                    tier=assignment.tier,
-                    user=assignment.user,
-                    until=assignment.until,
-                    is_override=assignment.is_override,
-                )
+        officers[rota.agency_id].extend(
+            DutyOfficer(
+                rota=rota,
+                tier=assignment.tier,
+                user=assignment.user,
+                until=assignment.until,
+                is_override=assignment.is_override,
             )
+            for assignment in answer.assignments
+        )
     return officers
 
 
@@ -500,13 +528,15 @@ def escalation_step_recipients(*, step: EscalationStep, at: datetime) -> list[Us
     """The people an escalation step notifies at ``at``, each once, in a stable order.
 
     Primary/secondary: the holders of that tier of the policy's rota (or, for a policy without
-    one, of every active rota of its agency). Group: the group's active members.
+    one, of every active rota of its agency). Group: the group's active members who are still
+    of its agency.
     """
     at = _aware(at, "at")
     policy = step.policy
     if step.target == StepTarget.GROUP:
         assert step.group is not None
-        return list(step.group.members.filter(is_active=True).order_by("username", "id"))
+        members = step.group.members.filter(is_active=True, agency_id=step.group.agency_id)
+        return list(members.order_by("username", "id"))
     if policy.rota is not None:
         holders = on_call(rota=policy.rota, at=at).assignments
         users = [a.user for a in holders if a.tier == step.target]

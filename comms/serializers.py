@@ -117,7 +117,9 @@ class OnCallSerializer(serializers.Serializer):
 
 
 class OnCallQuerySerializer(serializers.Serializer):
-    at = RotaInstantField(required=False, help_text="ISO 8601 instant; default now.")
+    at = RotaInstantField(
+        required=False, help_text="ISO 8601 instant (read as UTC without an offset); default now."
+    )
     next = serializers.IntegerField(
         required=False, default=5, min_value=0, max_value=50, help_text="Hand-overs to list."
     )

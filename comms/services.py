@@ -422,7 +422,9 @@ def contact_method_create(
             raise ValidationError(
                 {"non_field_errors": [f"At most {MAX_CONTACT_METHODS} contact methods a person."]}
             )
-        if ContactMethod.objects.filter(user=owner, kind=kind, address__iexact=clean).exists():
+        # E-mail addresses compare without case; a URL's path and query may depend on it.
+        lookup = "address__iexact" if kind == ContactKind.EMAIL else "address"
+        if ContactMethod.objects.filter(user=owner, kind=kind, **{lookup: clean}).exists():
             raise ValidationError({"address": ["This address is already one of the methods."]})
         try:
             with transaction.atomic():
@@ -590,6 +592,8 @@ def escalation_policy_save(
         _add(errors, "repeat_count", "A repeating policy needs a wait in at least one step.")
     if rota is not None and rota.agency_id != agency.pk:
         _add(errors, "rota", "Must be a rota of the same agency.")
+    elif rota is not None and not rota.is_active:
+        _add(errors, "rota", "This rota is inactive: nobody on it would be alerted.")
     if policy is not None and policy.agency_id != agency.pk:
         _add(errors, "agency", "A policy stays with its agency.")
     errors_raise(errors)

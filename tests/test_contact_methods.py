@@ -123,6 +123,10 @@ def test_the_same_address_twice_is_refused(api, liaison):
     assert response.status_code == 400 and "address" in response.json()
     # The same address as another kind is a different method.
     assert add(client, "webhook", "https://example.org/").status_code == 201
+    # A URL's path is case-sensitive: another case is another hook; the same one is refused.
+    assert add(client, "webhook", "https://example.org/Hook").status_code == 201
+    assert add(client, "webhook", "https://example.org/hook").status_code == 201
+    assert add(client, "webhook", "https://example.org/hook").status_code == 400
 
 
 def test_there_is_a_limit_per_person(liaison):

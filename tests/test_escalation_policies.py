@@ -245,3 +245,26 @@ def test_another_citys_policies_are_invisible(api, police, heads, administrator,
     stranger = UserFactory(agency=oslo_police, roles=[Role.ADMINISTRATOR])
     assert api(stranger).get("/api/v1/escalation-policies/").json()["results"] == []
     assert api(stranger).get(f"/api/v1/escalation-policies/{policy.pk}/").status_code == 404
+
+
+def test_an_inactive_rota_is_refused(administrator, police, heads, rota):
+    rota.is_active = False
+    rota.save(update_fields=["is_active"])
+    with pytest.raises(ValidationError) as refused:
+        escalation_policy_save(
+            user=administrator, agency=police, name="Std", steps=standard_steps(heads), rota=rota
+        )
+    assert "rota" in refused.value.message_dict
+
+
+def test_a_group_member_who_left_the_agency_is_not_notified(
+    administrator, police, heads, commander, fire
+):
+    policy = escalation_policy_save(
+        user=administrator, agency=police, name="Std", steps=standard_steps(heads)
+    )
+    group_step = policy.steps.get(target="group")
+    assert escalation_step_recipients(step=group_step, at=AT) == [commander]
+    commander.agency = fire
+    commander.save(update_fields=["agency"])
+    assert escalation_step_recipients(step=group_step, at=AT) == []

@@ -270,3 +270,47 @@ def test_revoking_the_calendar_gives_a_new_url(api, administrator, rota):
 def test_anonymous_callers_are_refused(api, rota):
     assert api().get("/api/v1/rotas/").status_code in (401, 403)
     assert api().get(on_call_url(rota)).status_code in (401, 403)
+
+
+@pytest.fixture
+def write_urls(rota, daily):
+    return [
+        ("post", f"/api/v1/rotas/{rota.pk}/shifts/"),
+        ("post", f"/api/v1/rotas/{rota.pk}/overrides/"),
+        ("post", "/api/v1/me/contact-methods/"),
+        ("post", "/api/v1/contact-methods/"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"user": ',
+        "not json at all",
+        "[1, 2, 3]",
+        "null",
+        '"a string"',
+        '{"user": [], "starts_at": {}, "ends_at": null, "tier": [], "interval": 1e400}',
+        '{"kind": {}, "address": ["x"], "label": null}',
+        '{"note": "a\\u0000b", "reason": "a\\u0000b", "address": "a\\u0000b@x.org"}',
+    ],
+)
+def test_malformed_bodies_are_bad_requests_never_errors(api, write_urls, body):
+    client = api(UserFactory(agency=None, is_superuser=True, is_staff=True))
+    for method, target in write_urls:
+        response = getattr(client, method)(target, body, content_type="application/json")
+        assert response.status_code == 400, (target, body, response.status_code)
+    assert (Shift.objects.count(), RotaOverride.objects.count()) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/api/v1/rotas/?agency=abc",
+        "/api/v1/rotas/?is_active=perhaps",
+        "/api/v1/escalation-policies/?is_default=2",
+        "/api/v1/me/contact-methods/?kind=pigeon",
+    ],
+)
+def test_bad_filters_are_bad_requests(api, administrator, rota, query):
+    assert api(administrator).get(query).status_code == 400

@@ -93,6 +93,7 @@ def test_a_rotas_page_shows_the_coming_stretches_shifts_and_cover(
     assert "Bob Ek (cover)" in page and "Training day" in page
     assert "Thu 2026-05-07 12:00 CEST" in page  # cover starts at 10:00 UTC
     assert "calendar.ics?token=" in page
+    assert "every day" in page and "12 h" in page
     # Not an administrator: no forms, no remove buttons.
     assert "Add a shift" not in page and "Remove" not in page
 
@@ -206,3 +207,15 @@ def test_the_pages_take_a_constant_number_of_queries(
     client.force_login(liaison)
     with django_assert_max_num_queries(12):
         assert client.get(reverse("rotas")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("duration", "label"),
+    [
+        (timedelta(days=7), "7 days"),
+        (timedelta(hours=12), "12 h"),
+        (timedelta(days=1, hours=4, minutes=30), "1 day 4 h 30 min"),
+    ],
+)
+def test_shift_lengths_read_as_people_say_them(duration, label):
+    assert Shift(duration=duration).duration_label == label

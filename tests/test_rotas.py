@@ -6,7 +6,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from comms.models import Rota
-from comms.rotas import duty_officers, on_call, on_call_next, rota_timeline
+from comms.rotas import (
+    duty_officers,
+    duty_officers_by_agency,
+    on_call,
+    on_call_next,
+    rota_timeline,
+)
 from coordination.roles import Role
 
 from .factories import RotaFactory, RotaOverrideFactory, ShiftFactory, UserFactory
@@ -334,3 +340,56 @@ def test_on_call_reads_two_queries_however_many_shifts(rota, anna, django_assert
     loaded = Rota.objects.select_related("agency__city").get(pk=rota.pk)
     with django_assert_num_queries(2):  # shifts, overrides
         on_call(rota=loaded, at=local(2026, 5, 6, 9))
+
+
+def test_cover_by_the_person_already_on_call_is_no_hand_over(rota, anna, bob):
+    ShiftFactory(
+        rota=rota,
+        user=anna,
+        start_date=date(2026, 5, 4),
+        start_time=time(8),
+        duration=timedelta(hours=12),
+    )
+    ShiftFactory(
+        rota=rota,
+        user=bob,
+        start_date=date(2026, 5, 4),
+        start_time=time(20),
+        duration=timedelta(hours=12),
+    )
+    # Anna's cover starts while her own shift runs and extends it by two hours.
+    RotaOverrideFactory(
+        rota=rota, user=anna, starts_at=local(2026, 5, 4, 18), ends_at=local(2026, 5, 4, 22)
+    )
+    held = on_call(rota=rota, at=local(2026, 5, 4, 19)).primary
+    assert (held.user, held.is_override, held.since) == (anna, True, local(2026, 5, 4, 18))
+
+    handovers = on_call_next(rota=rota, after=local(2026, 5, 4, 9))
+    assert [(h.at, h.user, h.previous_user) for h in handovers] == [
+        (local(2026, 5, 4, 22), bob, anna),
+        (local(2026, 5, 5, 8), None, bob),
+    ]
+
+
+def test_someone_who_moved_to_another_agency_is_no_longer_on_its_rota(rota, anna, fire):
+    weekly(rota, anna, date(2026, 5, 4))
+    assert on_call(rota=rota, at=local(2026, 5, 6, 9)).primary.user == anna
+    anna.agency = fire
+    anna.save(update_fields=["agency"])
+    assert on_call(rota=rota, at=local(2026, 5, 6, 9)).primary is None
+
+
+def test_duty_officers_of_several_agencies_at_once(
+    police, fire, transport, anna, django_assert_num_queries
+):
+    weekly(RotaFactory(agency=police, name="Police duty"), anna, date(2026, 5, 4))
+    firefighter = UserFactory(agency=fire, roles=[Role.DUTY_OFFICER])
+    weekly(RotaFactory(agency=fire, name="Fire duty"), firefighter, date(2026, 5, 4))
+
+    with django_assert_num_queries(3):
+        found = duty_officers_by_agency(agencies=[police, fire, transport], at=local(2026, 5, 6))
+    assert {agency_id: [o.user for o in officers] for agency_id, officers in found.items()} == {
+        police.pk: [anna],
+        fire.pk: [firefighter],
+        transport.pk: [],
+    }
