@@ -8,6 +8,7 @@ messages reach a worker that can use the database). Anything silent for longer t
 ``/health/`` answers 503 naming it.
 """
 
+import contextlib
 import logging
 import os
 import time
@@ -22,6 +23,8 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_KEY = "ctpn:alerting:heartbeats"
 # What must be alive for alerts to flow, in the words the banner and /health/ use.
 COMPONENTS = ("worker", "beat", "sweep")
+# Heartbeats of workers gone this long are dropped, so the hash does not grow with every restart.
+FORGET_AFTER_SECONDS = 7 * 24 * 3600
 
 
 @cache
@@ -80,6 +83,7 @@ def alerting_status(now: float | None = None) -> AlertingStatus:
         unknown = tuple(ComponentStatus(name, False, None) for name in COMPONENTS)
         return AlertingStatus(unknown, redis_ok=False, redis_error=type(exc).__name__)
     newest: dict[str, float] = {}
+    forgotten = []
     for field, value in raw.items():
         name = field.decode() if isinstance(field, bytes) else str(field)
         component = name.split(":", 1)[0]
@@ -87,7 +91,12 @@ def alerting_status(now: float | None = None) -> AlertingStatus:
             stamp = float(value)
         except ValueError:
             continue
+        if now - stamp > FORGET_AFTER_SECONDS:
+            forgotten.append(field)  # a worker that was replaced long ago
         newest[component] = max(newest.get(component, 0.0), stamp)
+    if forgotten:
+        with contextlib.suppress(redis.RedisError):
+            redis_client().hdel(HEARTBEAT_KEY, *forgotten)
     components = []
     for name in COMPONENTS:
         newest_stamp = newest.get(name)
