@@ -229,18 +229,18 @@ def broker_url_for_tests() -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{BROKER_DB}", parts.query, ""))
 
 
+# Everything this test process sends to Celery goes to the tests' own broker database, from the
+# first message on: Celery keeps its producer pool for the URL it first used.
+celery_app.conf.broker_url = broker_url_for_tests()
+
+
 @pytest.fixture
 def alerting_broker() -> Iterator[str]:
-    """Point this process's Celery app at the tests' own, emptied, broker database."""
+    """The tests' broker database, emptied (and the heartbeats forgotten) before and after."""
     url = broker_url_for_tests()
     redis.Redis.from_url(url).flushdb()
     redis.Redis.from_url(settings.REDIS_URL).delete(HEARTBEAT_KEY)
-    previous = celery_app.conf.broker_url
-    celery_app.conf.broker_url = url
-    celery_app.close()  # drop pooled connections to the previous broker
     yield url
-    celery_app.conf.broker_url = previous
-    celery_app.close()
     redis.Redis.from_url(url).flushdb()
 
 
