@@ -25,7 +25,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import (
+    require_GET,
+    require_http_methods,
+    require_POST,
+    require_safe,
+)
 
 from coordination.models import Agency, User
 from coordination.roles import Capability, user_can
@@ -227,7 +232,7 @@ def rota_calendar_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("rota", pk=rota.pk)
 
 
-@require_GET
+@require_safe  # calendar apps also ask with HEAD
 def rota_calendar_feed(request: HttpRequest, pk: int) -> HttpResponse:
     """The rota as an iCalendar feed, for calendar apps: no session, a token in the URL.
 

@@ -131,6 +131,8 @@ def test_a_missing_or_wrong_token_is_refused(client, rota):
     # A token is good for its own rota only.
     assert client.get(feed_url(rota, token=calendar_token(other))).status_code == 404
     assert client.get(feed_url(other)).status_code == 200
+    assert client.head(feed_url(other)).status_code == 200
+    assert client.post(feed_url(other)).status_code == 405
 
 
 def test_a_revoked_token_is_refused_and_the_new_one_works(client, rota, administrator):
