@@ -5,8 +5,9 @@ Messages from server to client (JSON text frames; the browser client and alertin
 ``{"type": "hello", "incident": <id>, "last_seq": <n>}``
     First message of every connection, sent once it is registered for its topics (``/ws/me/``
     sends ``{"type": "hello"}``). ``last_seq`` is read after registering: every event above it
-    will arrive on this socket, so a client replays ``events/?after=<its own last seq>`` up to it.
-    Sent again if the server's subscription was interrupted: compare and replay again.
+    will arrive on this socket while it stays open, so a client replays
+    ``events/?after=<its own last seq>`` up to it. Sent again if the server's subscription was
+    interrupted: compare and replay again.
 ``{"type": "event", "event": {...}}``
     One incident event, as ``/api/v1/incidents/<id>/events/`` shows it. An event whose marking
     this connection may not read arrives as ``{"seq": n, "kind": "hidden"}`` so the numbering has
@@ -20,16 +21,23 @@ anything published to ``user:<me>``
 
 Refusals close the socket after the handshake, so that a browser can read the code:
 4401 no session, 4404 no such incident or not visible to this user; 1013 live updates are
-unavailable right now (try again later). A foreign ``Origin`` is refused at the handshake.
+unavailable right now (try again later). A foreign ``Origin`` is refused at the handshake. An open
+connection is checked again every ``LIVE_REVALIDATE_SECONDS``: a session that ended (4401) or an
+incident no longer visible, e.g. the agency left it (4404), closes it. A client that stops reading
+is dropped without a close frame (1006; 4408 under servers other than uvicorn): reconnect, replay.
 """
 
 import asyncio
+import random
+from importlib import import_module
 from typing import Any
 
+from channels.auth import get_user
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.utils import await_many_dispatch
+from django.conf import settings
 
 from coordination.markings import OPEN_TO_PARTICIPANTS
 from ctpn.realtime import encode, incident_topic, user_topic
@@ -38,6 +46,9 @@ from incidents.models import Incident
 
 from .fanout import OUTBOX_SEND, LiveConnection, MessageFilter, get_hub
 from .presence import Presence, get_presence
+
+# Put in a consumer's own queue when its access is due to be checked again.
+REVALIDATE = "live.revalidate"
 
 # Close codes in the application range (4000-4999), so the client knows not to retry blindly.
 CLOSE_UNAUTHENTICATED = 4401
@@ -84,6 +95,7 @@ class TopicConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = "__no_channel_layer__"  # never configured: get_channel_layer -> None
 
     live: LiveConnection | None = None
+    _revalidation: asyncio.TimerHandle | None = None
 
     async def __call__(self, scope, receive, send) -> None:
         self.scope = scope
@@ -106,6 +118,10 @@ class TopicConsumer(AsyncWebsocketConsumer):
         return {"type": "hello"}
 
     def message_filter(self) -> MessageFilter | None:
+        return None
+
+    async def still_allowed(self, user) -> int | None:
+        """On a periodic re-check: None if ``user`` may keep this connection, else a close code."""
         return None
 
     async def joined(self) -> None:
@@ -140,6 +156,7 @@ class TopicConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=encode(await self.hello()))
         live.go_live()
         await self.joined()
+        self._schedule_revalidation()
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         """Clients have nothing to say on this socket; writes go through the API."""
@@ -148,6 +165,9 @@ class TopicConsumer(AsyncWebsocketConsumer):
         self._leave()
 
     def _leave(self) -> None:
+        if self._revalidation is not None:
+            self._revalidation.cancel()
+            self._revalidation = None
         live, self.live = self.live, None
         if live is not None:
             if live.hub is not None:
@@ -177,6 +197,36 @@ class TopicConsumer(AsyncWebsocketConsumer):
         if self.live is not None:
             await self.send(text_data=encode(await self.hello()))
 
+    # --- access is checked again while the connection lasts -------------------------------------
+
+    def _schedule_revalidation(self) -> None:
+        interval = settings.LIVE_REVALIDATE_SECONDS
+        if interval <= 0 or self.live is None:
+            return
+        # Spread out, so that the screens of a connect storm are not all re-checked at once.
+        delay = interval * random.uniform(0.75, 1.25)
+        self._revalidation = asyncio.get_running_loop().call_later(
+            delay, self.outbox.put_nowait, {"type": REVALIDATE}
+        )
+
+    async def live_revalidate(self, message: dict[str, Any]) -> None:
+        self._revalidation = None
+        if self.live is None:
+            return
+        # The session as it is now (logged out, expired, password changed: no user any more).
+        session = import_module(settings.SESSION_ENGINE).SessionStore(
+            self.scope["session"].session_key
+        )
+        user = await get_user({"session": session})
+        code = CLOSE_UNAUTHENTICATED if not user.is_authenticated else None
+        if code is None:
+            code = await self.still_allowed(user)
+        if code is not None:
+            self._leave()  # nothing more is written to it, from now on
+            await self.close(code=code)
+            return
+        self._schedule_revalidation()
+
 
 class IncidentConsumer(TopicConsumer):
     """One incident's dashboard: ``/ws/incidents/<id>/`` (the incident and the user's own topic)."""
@@ -197,6 +247,10 @@ class IncidentConsumer(TopicConsumer):
 
     def message_filter(self) -> MessageFilter | None:
         return hide_unreadable_events
+
+    async def still_allowed(self, user) -> int | None:
+        visible = await self._person_if_visible(user, self.incident_id)
+        return None if visible is not None else CLOSE_NOT_VISIBLE
 
     async def hello(self) -> dict[str, Any]:
         return {

@@ -35,6 +35,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from django.conf import settings
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from ctpn.realtime import CHANNEL_PREFIX, encode
@@ -46,6 +47,9 @@ logger = logging.getLogger(__name__)
 # filter object is shared by every connection it applies to, so it runs once per message, not once
 # per socket; its result is encoded once.
 MessageFilter = Callable[[dict[str, Any]], dict[str, Any] | None]
+
+# How often the subscription checks that Redis still answers, when no message comes.
+PING_SECONDS = 5.0
 
 # What a consumer's own task receives in its queue (see ``comms.consumers.TopicConsumer``).
 OUTBOX_SEND = "live.send"
@@ -172,7 +176,8 @@ class LiveConnection:
         self.pending = None
         if self.hub is not None:
             self.hub.leave(self)
-        logger.warning("live connection cut off: %s", reason)
+        client = getattr(self.protocol, "client", None)
+        logger.warning("live connection %s cut off: %s", client or "", reason)
         if self.protocol is not None:
             # abort(), not close(): close() would wait for the full buffer to drain first.
             self.protocol.transport.abort()
@@ -196,6 +201,7 @@ class Hub:
         self.redis_url: str = settings.REDIS_URL
         self._task: asyncio.Task[None] | None = None
         self._subscribed_once = False
+        self._stopping = False
 
     @property
     def connection_count(self) -> int:
@@ -208,9 +214,13 @@ class Hub:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
+            # The flag too: a cancellation that lands inside a Redis read can be absorbed by the
+            # client library, and the loop must still end.
+            self._stopping = True
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            self._stopping = False
         self.ready.clear()
 
     async def join(self, connection: LiveConnection) -> bool:
@@ -274,15 +284,28 @@ class Hub:
 
     async def _run(self) -> None:
         delay = 0.1
-        while True:
+        while not self._stopping:
             client = aioredis.Redis.from_url(
-                self.redis_url, socket_keepalive=True, health_check_interval=15
+                self.redis_url,
+                socket_keepalive=True,
+                socket_connect_timeout=settings.LIVE_SUBSCRIBE_TIMEOUT_SECONDS,
             )
             pubsub = client.pubsub()
             try:
                 await pubsub.psubscribe(CHANNEL_PREFIX + "*")
-                while True:
-                    message = await pubsub.get_message(timeout=5.0)
+                heard = pinged = self.loop.time()
+                while not self._stopping:
+                    message = await pubsub.get_message(timeout=PING_SECONDS / 2)
+                    now = self.loop.time()
+                    if message is not None:
+                        heard = now
+                    elif now - heard > 3 * PING_SECONDS:
+                        # A Redis that vanished without closing the connection (a host gone, a
+                        # partition) leaves a silent socket: our pings get no answer.
+                        raise RedisConnectionError("no answer from Redis to PING")
+                    if now - pinged >= PING_SECONDS:
+                        await pubsub.ping()
+                        pinged = now
                     if message is None:
                         continue
                     kind = message["type"]
@@ -308,6 +331,8 @@ class Hub:
                 logger.exception("live subscription failed; retrying in %.1f s", delay)
             finally:
                 await _quietly_close(pubsub, client)
+            if self._stopping:
+                return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 

@@ -65,6 +65,7 @@ class Presence:
         self._wake = asyncio.Event()
         self._client: aioredis.Redis | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def join(self, topic: str, person: dict[str, Any]) -> str:
         """Count a connection in; returns its id for ``leave``. Written to Redis shortly."""
@@ -98,19 +99,25 @@ class Presence:
         """Stop the background task; with ``forget``, remove this process's entries first."""
         task, self._task = self._task, None
         if task is not None:
+            # The flag too: a cancellation that lands inside a Redis command can be absorbed by
+            # the client library, and the loop must still end.
+            self._stopping = True
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if forget and self.local:
-            for topic, members in list(self.local.items()):
+            self._stopping = False
+        if forget:
+            # Joins not yet written are dropped; everything written (or about to be) is removed.
+            for topic, members in self.local.items():
                 self._left.setdefault(topic, set()).update(members)
-                self._dirty.add(topic)
+            self._dirty |= set(self._left)
             self.local.clear()
             self._joined.clear()
-            try:
-                await self._flush()
-            except (RedisError, OSError) as exc:
-                logger.warning("could not remove presence on stop: %r", exc)
+            if self._dirty:
+                try:
+                    await self._flush()
+                except (RedisError, OSError) as exc:
+                    logger.warning("could not remove presence on stop: %r", exc)
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -124,7 +131,7 @@ class Presence:
     async def _run(self) -> None:
         refresh_every = self.ttl / 3
         next_refresh = time.monotonic() + refresh_every
-        while self.local or self._dirty:
+        while (self.local or self._dirty) and not self._stopping:
             timeout = max(0.0, next_refresh - time.monotonic())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
@@ -133,8 +140,10 @@ class Presence:
                 if time.monotonic() >= next_refresh:
                     next_refresh = time.monotonic() + refresh_every
                     await self._refresh()
-                if self._dirty:
+                if self._dirty and not self._stopping:
                     await self._flush()
+                    if self._stopping:
+                        return
                     # Coalesce: whatever changes during the pause goes out in the next round.
                     await asyncio.sleep(self.interval)
             except (RedisError, OSError) as exc:

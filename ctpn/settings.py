@@ -198,6 +198,8 @@ LIVE_SEND_BUFFER_LIMIT_BYTES = env_int("LIVE_SEND_BUFFER_LIMIT_BYTES", 1024 * 10
 LIVE_PRESENCE_TTL_SECONDS = env_int("LIVE_PRESENCE_TTL_SECONDS", 45)
 # At most one presence list per incident per process per this interval (coalesces storms).
 LIVE_PRESENCE_BROADCAST_INTERVAL_MS = env_int("LIVE_PRESENCE_BROADCAST_INTERVAL_MS", 500)
+# An open connection's session and access are checked again this often (0: never).
+LIVE_REVALIDATE_SECONDS = env_int("LIVE_REVALIDATE_SECONDS", 60)
 
 # --- Background work (Celery) ------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL

@@ -9,9 +9,11 @@ import redis
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.contrib.sessions.models import Session
 from django.db import transaction
 from rest_framework.test import APIClient
 
+from comms import fanout
 from comms.consumers import CLOSE_NOT_VISIBLE, CLOSE_TRY_AGAIN_LATER, CLOSE_UNAUTHENTICATED
 from comms.fanout import get_hub
 from comms.presence import Presence
@@ -311,11 +313,12 @@ async def test_without_redis_a_client_is_told_to_come_back_later(incident, liais
     assert await close_code(communicator) == CLOSE_TRY_AGAIN_LATER
 
 
-async def test_without_redis_a_change_is_still_committed(incident, liaison, settings):
+async def test_without_redis_a_change_is_still_committed(incident, liaison, settings, caplog):
     settings.REDIS_URL = "redis://127.0.0.1:9/0"
     entry = await timeline_add_async(incident_id=incident.pk, user=liaison, text="Kept anyway")
     assert entry.pk is not None
-    refreshed = await Incident.objects.aget(pk=incident.pk)
+    assert f"could not publish live message to incident:{incident.pk}" in caplog.text
+    refreshed = await database_sync_to_async(Incident.objects.get)(pk=incident.pk)
     assert refreshed.last_event_seq == 2
 
 
@@ -339,4 +342,57 @@ async def test_after_the_subscription_drops_clients_are_told_to_resynchronise(
 
     await timeline_add_async(incident_id=incident.pk, user=liaison, text="After the cut")
     assert (await next_of_type(communicator, "event"))["event"]["seq"] == 2
+    await communicator.disconnect()
+
+
+# --- access checked again while connected -----------------------------------------------------
+
+
+async def close_code_after_other_messages(communicator, timeout: float = 5) -> int | None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        output = await communicator.receive_output(timeout=max(0.01, deadline - loop.time()))
+        if output["type"] == "websocket.close":
+            return output.get("code")
+
+
+async def test_a_connection_is_closed_when_its_agency_leaves_the_incident(
+    incident, liaison, fire, commander, settings
+):
+    settings.LIVE_REVALIDATE_SECONDS = 1
+    fire_screen = await open_dashboard(incident, liaison)
+    gold_screen = await open_dashboard(incident, commander)
+
+    await database_sync_to_async(incident.participating_agencies.remove)(fire)
+
+    assert await close_code_after_other_messages(fire_screen) == CLOSE_NOT_VISIBLE
+    # The commander's agency still takes part: their screen stays and keeps receiving.
+    await timeline_add_async(incident_id=incident.pk, user=commander, text="Fire stood down")
+    assert (await next_of_type(gold_screen, "event"))["event"]["seq"] == 2
+    await gold_screen.disconnect()
+
+
+async def test_a_connection_is_closed_when_its_session_ends(incident, liaison, settings):
+    settings.LIVE_REVALIDATE_SECONDS = 1
+    screen = await open_dashboard(incident, liaison)
+
+    await database_sync_to_async(Session.objects.all().delete)()  # signed out everywhere
+
+    assert await close_code_after_other_messages(screen) == CLOSE_UNAUTHENTICATED
+
+
+async def test_a_redis_that_stops_answering_is_noticed_and_clients_resynchronise(
+    incident, liaison, settings, monkeypatch
+):
+    monkeypatch.setattr(fanout, "PING_SECONDS", 0.2)
+    communicator = await open_dashboard(incident, liaison)
+
+    # Redis holds every client's commands unanswered for 2 s, like a host that went silent.
+    pauser = redis.Redis.from_url(settings.REDIS_URL)
+    await sync_to_async(pauser.execute_command)("CLIENT", "PAUSE", 2000, "ALL")
+    pauser.close()
+
+    hello = await next_of_type(communicator, "hello", timeout=10)
+    assert hello == {"type": "hello", "incident": incident.pk, "last_seq": 1}
     await communicator.disconnect()

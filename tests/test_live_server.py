@@ -19,6 +19,7 @@ from .servers import AsgiServer, start_asgi_server, stop_server
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 timeline_add_async = database_sync_to_async(timeline_add)
+cookie_of = database_sync_to_async(session_cookie)
 
 
 async def open_client(server: AsgiServer, path: str, cookie: str, **options):
@@ -165,3 +166,28 @@ async def test_two_web_processes_share_events_and_presence(incident, liaison, co
             await client.close()
         stop_server(first.process)
         stop_server(second.process)
+
+
+async def test_a_process_shut_down_gracefully_takes_its_screens_out_of_presence_at_once(
+    asgi_server, incident, liaison, commander
+):
+    leaving = start_asgi_server()  # the default presence TTL: 45 s
+    clients = []
+    try:
+        on_staying = await open_client(
+            asgi_server, f"/ws/incidents/{incident.pk}/", await cookie_of(liaison)
+        )
+        on_leaving = await open_client(
+            leaving, f"/ws/incidents/{incident.pk}/", await cookie_of(commander)
+        )
+        clients = [on_staying, on_leaving]
+        both = {liaison.pk, commander.pk}
+        await presence_until(on_staying, lambda p: {x["user_id"] for x in p} == both)
+
+        stop_server(leaving.process)  # SIGTERM, as a deploy does
+
+        await presence_until(on_staying, lambda p: [x["user_id"] for x in p] == [liaison.pk], 10)
+    finally:
+        for client in clients:
+            await client.close()
+        stop_server(leaving.process)
