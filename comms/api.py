@@ -7,15 +7,19 @@ Activation part: send an activation, watch its board, answer it, and the caller'
 alerts.
 """
 
+import hmac
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import mixins, serializers, status, views, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.generics import get_object_or_404
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from coordination.models import User
@@ -57,6 +61,7 @@ from .serializers import (
     RotaSerializer,
     ShiftInputSerializer,
     ShiftSerializer,
+    SmsReceiptSerializer,
     activation_rows,
 )
 from .services import (
@@ -67,6 +72,7 @@ from .services import (
     contact_method_delete,
     contact_method_rotate_secret,
     contact_method_update,
+    notification_receipt,
     notification_seen,
     override_create,
     override_delete,
@@ -500,3 +506,34 @@ class AlertViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         """The page showed the alert: records it as delivered."""
         notification = notification_seen(notification_id=int(pk), user=request.user)
         return Response(self.get_serializer(notification).data)
+
+
+class SmsReceiptView(views.APIView):
+    """Delivery receipts from the SMS provider, authenticated by the provider's bearer token
+    (``SMS_PROVIDER_TOKEN``), not by a user: 204 recorded, 404 not one of our messages (or no
+    token configured: receipts are then not accepted), 401 wrong token, 400 naming a bad field."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]  # the provider's token is checked below
+
+    @extend_schema(request=SmsReceiptSerializer, responses={204: None})
+    def post(self, request):
+        token = settings.SMS_PROVIDER_TOKEN
+        if not token:
+            raise NotFound("Receipts are not accepted here.")
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return Response(
+                {"detail": "Wrong or missing provider token."},
+                status=status.HTTP_401_UNAUTHORIZED,
+                headers={"WWW-Authenticate": 'Bearer realm="sms-receipts"'},
+            )
+        data = validated(SmsReceiptSerializer, request)
+        found = notification_receipt(
+            idempotency_key=str(data["idempotency_key"]),
+            delivered=data["status"] == "delivered",
+            reason=data["reason"],
+        )
+        if not found:
+            raise NotFound("No such message.")
+        return Response(status=status.HTTP_204_NO_CONTENT)

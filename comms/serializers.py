@@ -311,6 +311,12 @@ class AnswerSerializer(serializers.Serializer):
     )
 
 
+class SmsReceiptSerializer(serializers.Serializer):
+    idempotency_key = serializers.UUIDField(help_text="The key our message carried.")
+    status = serializers.ChoiceField(choices=["delivered", "failed"])
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
+
+
 class TargetSerializer(serializers.ModelSerializer):
     agency_name = serializers.CharField(source="agency.short_name", read_only=True)
     policy_name = serializers.CharField(source="policy.name", default=None, read_only=True)

@@ -1164,6 +1164,34 @@ def notification_seen(*, notification_id: int, user: User) -> Notification:
     return row
 
 
+def notification_receipt(*, idempotency_key: str, delivered: bool, reason: str = "") -> bool:
+    """A provider's delivery receipt for a message we sent: delivered to the handset, or not.
+
+    Returns False when no SMS of ours has that key. A receipt never undoes an answer: an
+    acknowledged notification stays acknowledged.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        row = (
+            Notification.objects.select_for_update()
+            .filter(idempotency_key=idempotency_key, channel=Channel.SMS)
+            .first()
+        )
+        if row is None:
+            return False
+        if delivered:
+            row.delivered_at = row.delivered_at or now
+            if row.state in (NotificationState.QUEUED, NotificationState.SENT):
+                row.state = NotificationState.DELIVERED
+        elif row.state in (NotificationState.SENT, NotificationState.DELIVERED):
+            row.state = NotificationState.FAILED
+            row.failed_at = now
+            row.failure_reason = f"The SMS provider could not deliver it: {reason}"[:1000]
+        row.save(update_fields=["state", "delivered_at", "failed_at", "failure_reason"])
+        _board_changed(row.activation_id, notifications=[row.pk], rows_only=True)
+    return True
+
+
 # --- Escalation --------------------------------------------------------------------------------
 
 

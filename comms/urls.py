@@ -5,7 +5,7 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from . import views
-from .api import ActivationViewSet, AlertViewSet
+from .api import ActivationViewSet, AlertViewSet, SmsReceiptView
 
 urlpatterns = [
     path("rotas/", views.rota_list, name="rotas"),
@@ -42,4 +42,7 @@ router = SimpleRouter()
 router.register("activations", ActivationViewSet, basename="activation")
 router.register("alerts", AlertViewSet, basename="alert")
 
-api_urlpatterns = router.urls
+api_urlpatterns = [
+    *router.urls,
+    path("sms-receipts/", SmsReceiptView.as_view(), name="sms-receipt"),
+]

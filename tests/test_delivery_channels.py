@@ -204,3 +204,47 @@ def test_a_notification_held_by_a_dead_worker_is_sent_again_after_its_lease(
         assert alerts_sweep()["redriven"] == 0  # re-driven once per grace, not every sweep
         assert notification_deliver(notification_id=row.pk) == "sent"
     assert len(smtp_sink.received()) == 1
+
+
+def test_the_providers_receipt_marks_an_sms_delivered(
+    client, commander, police, officer, http_sink, settings
+):
+    contact(officer, "sms", "+46700000001")
+    row = notification(send(commander, police), Channel.SMS)
+    notification_deliver(notification_id=row.pk)
+    receipt = {"idempotency_key": str(row.idempotency_key), "status": "delivered"}
+    url = "/api/v1/sms-receipts/"
+    auth = {"HTTP_AUTHORIZATION": "Bearer provider-token"}
+
+    wrong = client.post(
+        url, receipt, content_type="application/json", HTTP_AUTHORIZATION="Bearer x"
+    )
+    assert wrong.status_code == 401
+    answer = client.post(url, receipt, content_type="application/json", **auth)
+
+    assert answer.status_code == 204
+    row.refresh_from_db()
+    assert row.state == NotificationState.DELIVERED and row.delivered_at is not None
+    unknown = {**receipt, "idempotency_key": "6c5a0d0e-0000-4000-8000-000000000000"}
+    assert client.post(url, unknown, content_type="application/json", **auth).status_code == 404
+    bad = client.post(url, {"status": "read"}, content_type="application/json", **auth)
+    assert bad.status_code == 400
+    assert set(bad.json()) == {"idempotency_key", "status"}
+
+
+def test_a_failure_receipt_fails_the_sms_with_the_providers_reason(
+    client, commander, police, officer, http_sink
+):
+    contact(officer, "sms", "+46700000001")
+    row = notification(send(commander, police), Channel.SMS)
+    notification_deliver(notification_id=row.pk)
+    answer = client.post(
+        "/api/v1/sms-receipts/",
+        {"idempotency_key": str(row.idempotency_key), "status": "failed", "reason": "absent"},
+        content_type="application/json",
+        HTTP_AUTHORIZATION="Bearer provider-token",
+    )
+    assert answer.status_code == 204
+    row.refresh_from_db()
+    assert row.state == NotificationState.FAILED
+    assert "absent" in row.failure_reason
