@@ -23,8 +23,10 @@ from comms.models import (
 )
 from comms.services import activation_send
 from coordination.models import User
+from coordination.roles import Role
 
-from .workers import escalation_policy, wait_for
+from .factories import UserFactory
+from .workers import contact, escalation_policy, rota_on_call, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -136,3 +138,55 @@ def test_a_worker_killed_mid_activation_delays_alerts_but_loses_none(
         30,
         "every notification recorded as sent",
     )
+
+
+def test_the_worker_sends_through_every_channel_to_real_receivers(
+    commander, police, alerting_processes, smtp_sink, http_sink
+):
+    officer = UserFactory(username="duty", agency=police, roles=[Role.DUTY_OFFICER])
+    contact(officer, "email", "duty@example.org")
+    contact(officer, "sms", "+46700000001")
+    hook = contact(officer, "webhook", f"{http_sink.url}/hook", secret="hook-secret")
+    http_sink.secrets["/hook"] = hook.signing_secret
+    rota_on_call(police, primary=officer)
+    alerting_processes.start_worker()
+
+    activation = activation_send(
+        user=commander, message="Drill at HQ", agencies=[police], is_exercise=True
+    )
+
+    [email] = wait_for(lambda: smtp_sink.to("duty@example.org"), 20, "the e-mail")
+    [sms] = wait_for(lambda: http_sink.received("/sms"), 20, "the SMS")
+    [webhook] = wait_for(lambda: http_sink.received("/hook"), 20, "the webhook")
+    assert webhook.signature_ok is True
+    assert email.subject.startswith("EXERCISE") and sms.json()["text"].startswith("EXERCISE")
+    assert sms.header("Authorization") == "Bearer sms-test-token"
+    keys = {email.idempotency_key, sms.json()["idempotency_key"], webhook.json()["idempotency_key"]}
+    expected = {
+        str(key)
+        for key in Notification.objects.filter(activation=activation)
+        .exclude(channel=Channel.IN_APP)
+        .values_list("idempotency_key", flat=True)
+    }
+    assert keys == expected
+    states = wait_for(
+        lambda: (
+            (
+                found := dict(
+                    Notification.objects.filter(activation=activation).values_list(
+                        "channel", "state"
+                    )
+                )
+            )
+            and NotificationState.QUEUED not in found.values()
+            and found
+        ),
+        20,
+        "every notification recorded",
+    )
+    assert states == {
+        Channel.EMAIL: NotificationState.SENT,
+        Channel.SMS: NotificationState.SENT,
+        Channel.WEBHOOK: NotificationState.DELIVERED,
+        Channel.IN_APP: NotificationState.SENT,
+    }
