@@ -1,5 +1,6 @@
 """Every alert reaches someone (invariant 3), shown with real parts: a prefork Celery worker and
-beat against the test database and Redis, and an SMTP server receiving the e-mails.
+beat against the test database and Redis, an SMTP server receiving the e-mails and an HTTP server
+receiving SMS-provider and webhook calls (checking the webhook signature).
 
 A 200-recipient activation is sent; the worker is killed with SIGKILL while it is sending, a new
 one is started, and every recipient still gets the e-mail. A message is only ever repeated when
