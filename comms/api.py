@@ -11,15 +11,17 @@ import hmac
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.db.models import QuerySet
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, serializers, status, views, viewsets
+from rest_framework import authentication, mixins, serializers, status, views, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import AuthenticationFailed, NotFound
 from rest_framework.generics import get_object_or_404
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
 from coordination.models import User
@@ -508,26 +510,54 @@ class AlertViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return Response(self.get_serializer(notification).data)
 
 
-class SmsReceiptView(views.APIView):
-    """Delivery receipts from the SMS provider, authenticated by the provider's bearer token
-    (``SMS_PROVIDER_TOKEN``), not by a user: 204 recorded, 404 not one of our messages (or no
-    token configured: receipts are then not accepted), 401 wrong token, 400 naming a bad field."""
+SMS_PROVIDER = "sms-provider"
 
-    authentication_classes: list = []
-    permission_classes = [AllowAny]  # the provider's token is checked below
+
+class SmsProviderAuthentication(authentication.BaseAuthentication):
+    """The SMS provider, recognised by its bearer token (``SMS_PROVIDER_TOKEN``). With no token
+    configured nobody is recognised, so receipts are refused."""
+
+    def authenticate(self, request):
+        header = request.headers.get("Authorization", "")
+        if not header:
+            return None
+        token = settings.SMS_PROVIDER_TOKEN
+        if not token or not hmac.compare_digest(header.encode(), f"Bearer {token}".encode()):
+            raise AuthenticationFailed("Wrong provider token.")
+        return (AnonymousUser(), SMS_PROVIDER)
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="sms-receipts"'
+
+
+class SmsProviderAuthenticationScheme(OpenApiAuthenticationExtension):
+    """How the schema documents the provider's token."""
+
+    target_class = SmsProviderAuthentication
+    name = "smsProviderToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The SMS provider's token (SMS_PROVIDER_TOKEN).",
+        }
+
+
+class IsSmsProvider(BasePermission):
+    def has_permission(self, request, view) -> bool:
+        return request.auth == SMS_PROVIDER
+
+
+class SmsReceiptView(views.APIView):
+    """Delivery receipts from the SMS provider, sent with its bearer token: 204 recorded, 404 not
+    one of our messages, 401 without the right token, 400 naming a bad field."""
+
+    authentication_classes = [SmsProviderAuthentication]
+    permission_classes = [IsSmsProvider]
 
     @extend_schema(request=SmsReceiptSerializer, responses={204: None})
     def post(self, request):
-        token = settings.SMS_PROVIDER_TOKEN
-        if not token:
-            raise NotFound("Receipts are not accepted here.")
-        given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            return Response(
-                {"detail": "Wrong or missing provider token."},
-                status=status.HTTP_401_UNAUTHORIZED,
-                headers={"WWW-Authenticate": 'Bearer realm="sms-receipts"'},
-            )
         data = validated(SmsReceiptSerializer, request)
         found = notification_receipt(
             idempotency_key=str(data["idempotency_key"]),
