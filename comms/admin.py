@@ -13,9 +13,14 @@ from django.http import HttpRequest
 from coordination.admin import ReadOnlyAdmin, ReadOnlyInline
 
 from .models import (
+    Acknowledgement,
+    Activation,
+    ActivationTarget,
     ContactMethod,
+    DeliveryAttempt,
     EscalationPolicy,
     EscalationStep,
+    Notification,
     ResponderGroup,
     Rota,
     RotaOverride,
@@ -248,3 +253,70 @@ class EscalationPolicyAdmin(admin.ModelAdmin):
             policy=form.instance if change else None,
         )
         form.instance.pk = policy.pk
+
+
+# --- Activation alerting: read-only here, because every write goes through the services (the
+# outbox, leases and escalation bookkeeping would be wrong after a hand edit). -----------------
+
+
+_TARGET_FIELDS: tuple[str, ...] = (
+    "agency",
+    "policy",
+    "state",
+    "round",
+    "steps_taken",
+    "next_step_at",
+    "satisfied_at",
+)
+_ATTEMPT_FIELDS: tuple[str, ...] = ("number", "started_at", "finished_at", "outcome", "detail")
+
+
+class _ReadOnly:
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class ActivationTargetInline(_ReadOnly, admin.TabularInline):
+    model = ActivationTarget
+    fields = readonly_fields = _TARGET_FIELDS
+    extra = 0
+
+
+@admin.register(Activation)
+class ActivationAdmin(_ReadOnly, admin.ModelAdmin):
+    list_display = ["id", "created_at", "message", "urgency", "is_exercise", "status", "city"]
+    list_filter = ["status", "is_exercise", "urgency", "city"]
+    list_select_related = ["city"]
+    search_fields = ["message"]
+    date_hierarchy = "created_at"
+    inlines = [ActivationTargetInline]
+
+
+class DeliveryAttemptInline(_ReadOnly, admin.TabularInline):
+    model = DeliveryAttempt
+    fields = readonly_fields = _ATTEMPT_FIELDS
+    extra = 0
+
+
+@admin.register(Notification)
+class NotificationAdmin(_ReadOnly, admin.ModelAdmin):
+    list_display = ["id", "activation", "recipient", "channel", "state", "attempts", "created_at"]
+    list_filter = ["state", "channel"]
+    list_select_related = ["activation", "recipient"]
+    search_fields = ["recipient__username", "idempotency_key"]
+    raw_id_fields = ["activation", "target", "recipient", "contact_method"]
+    inlines = [DeliveryAttemptInline]
+
+
+@admin.register(Acknowledgement)
+class AcknowledgementAdmin(_ReadOnly, admin.ModelAdmin):
+    list_display = ["id", "activation", "user", "response", "eta_minutes", "via", "created_at"]
+    list_filter = ["response", "via"]
+    list_select_related = ["activation", "user"]
+    raw_id_fields = ["activation", "target", "user", "notification"]

@@ -2,26 +2,52 @@
 
 Rota part: rotas and who is on call, shifts and cover, contact methods, escalation policies and
 responder groups. Every read goes through ``visible_to``; every write through ``comms.services``.
+
+Activation part: send an activation, watch its board, answer it, and the caller's own in-app
+alerts.
 """
 
+import hmac
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.db.models import QuerySet
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import authentication, mixins, serializers, status, views, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import AuthenticationFailed, NotFound
 from rest_framework.generics import get_object_or_404
+from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
 from coordination.models import User
 from coordination.roles import Capability
 from ctpn.api import validated
 
-from .models import ContactMethod, EscalationPolicy, ResponderGroup, Rota, RotaOverride, Shift
+from .models import (
+    Activation,
+    AnsweredVia,
+    Channel,
+    ContactMethod,
+    EscalationPolicy,
+    Notification,
+    ResponderGroup,
+    Rota,
+    RotaOverride,
+    Shift,
+)
 from .rotas import on_call, on_call_next
 from .serializers import (
+    AcknowledgementSerializer,
+    ActivationBoardSerializer,
+    ActivationCreateSerializer,
+    ActivationSerializer,
+    AlertSerializer,
+    AnswerSerializer,
     ContactMethodForUserInputSerializer,
     ContactMethodInputSerializer,
     ContactMethodPatchSerializer,
@@ -37,12 +63,19 @@ from .serializers import (
     RotaSerializer,
     ShiftInputSerializer,
     ShiftSerializer,
+    SmsReceiptSerializer,
+    activation_rows,
 )
 from .services import (
+    activation_acknowledge,
+    activation_cancel,
+    activation_send,
     contact_method_create,
     contact_method_delete,
     contact_method_rotate_secret,
     contact_method_update,
+    notification_receipt,
+    notification_seen,
     override_create,
     override_delete,
     rota_calendar_revoke,
@@ -372,3 +405,165 @@ class ResponderGroupViewSet(
             .prefetch_related("members")
             .order_by("agency__short_name", "name", "id")
         )
+
+
+# ================================================================================================
+# Activation alerting
+# ================================================================================================
+
+
+class ActivationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Activations that call the caller's agency or that it sent, newest first.
+
+    Creating one (commanders and the duty desk) alerts the target agencies' duty officers at once
+    and escalates along each agency's policy until the quorum is met.
+    """
+
+    serializer_class = ActivationSerializer
+    lookup_value_regex = "[0-9]+"
+    filterset_fields = ["status", "is_exercise", "incident"]
+    required_capabilities = {
+        "list": Capability.VIEW,
+        "retrieve": Capability.VIEW,
+        "board": Capability.VIEW,
+        "acknowledge": Capability.VIEW,
+        "create": Capability.ACTIVATION_SEND,
+        "cancel": Capability.ACTIVATION_SEND,
+    }
+
+    def check_permissions(self, request) -> None:
+        # Visibility before capability: whoever may not see an activation learns neither that it
+        # exists nor what they could do to it (404, never 403).
+        if "pk" in self.kwargs and request.user.is_authenticated:
+            self.get_object()
+        super().check_permissions(request)
+
+    def get_object(self) -> Activation:
+        if not hasattr(self, "_object"):
+            self._object = super().get_object()
+        return self._object
+
+    def get_queryset(self) -> QuerySet[Activation]:
+        return activation_rows().filter(
+            pk__in=Activation.objects.visible_to(self.request.user).values("pk")
+        )
+
+    @extend_schema(request=ActivationCreateSerializer, responses={201: ActivationBoardSerializer})
+    def create(self, request):
+        data = validated(ActivationCreateSerializer, request)
+        activation = activation_send(user=request.user, **data)
+        board = ActivationBoardSerializer(self.get_queryset().get(pk=activation.pk))
+        return Response(board.data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=ActivationBoardSerializer)
+    @action(detail=True, methods=["get"])
+    def board(self, request, pk=None):
+        """Per agency: who was notified through what, delivered, answered, ETA, and how long
+        each took. Live updates arrive on the WebSocket ``/ws/activations/<id>/``."""
+        return Response(ActivationBoardSerializer(self.get_object()).data)
+
+    @extend_schema(request=AnswerSerializer, responses={200: AcknowledgementSerializer})
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request, pk=None):
+        """Answer an activation that alerted you. Answering again returns the first answer."""
+        activation = self.get_object()
+        data = validated(AnswerSerializer, request)
+        via = AnsweredVia.IN_APP if request.auth is None else AnsweredVia.API
+        answer, created = activation_acknowledge(
+            activation_id=activation.pk, user=request.user, via=via, **data
+        )
+        body = {**AcknowledgementSerializer(answer).data, "created": created}
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(request=None, responses=ActivationSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Stand the activation down: escalation stops; nothing more is sent."""
+        activation = self.get_object()
+        activation_cancel(activation_id=activation.pk, user=request.user)
+        return Response(self.get_serializer(self.get_queryset().get(pk=activation.pk)).data)
+
+
+class AlertViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """The caller's own in-app alerts, newest first."""
+
+    serializer_class = AlertSerializer
+    lookup_value_regex = "[0-9]+"
+    filterset_fields = ["state"]
+    required_capabilities = {"list": Capability.VIEW, "seen": Capability.VIEW}
+
+    def get_queryset(self) -> QuerySet[Notification]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation has no user
+            return Notification.objects.none()
+        return (
+            Notification.objects.visible_to(self.request.user)
+            .filter(recipient=self.request.user, channel=Channel.IN_APP)
+            .select_related("recipient", "target", "activation")
+            .order_by("-created_at", "-id")
+        )
+
+    @extend_schema(request=None, responses=AlertSerializer)
+    @action(detail=True, methods=["post"])
+    def seen(self, request, pk=None):
+        """The page showed the alert: records it as delivered."""
+        notification = notification_seen(notification_id=int(pk), user=request.user)
+        return Response(self.get_serializer(notification).data)
+
+
+SMS_PROVIDER = "sms-provider"
+
+
+class SmsProviderAuthentication(authentication.BaseAuthentication):
+    """The SMS provider, recognised by its bearer token (``SMS_PROVIDER_TOKEN``). With no token
+    configured nobody is recognised, so receipts are refused."""
+
+    def authenticate(self, request):
+        header = request.headers.get("Authorization", "")
+        if not header:
+            return None
+        token = settings.SMS_PROVIDER_TOKEN
+        if not token or not hmac.compare_digest(header.encode(), f"Bearer {token}".encode()):
+            raise AuthenticationFailed("Wrong provider token.")
+        return (AnonymousUser(), SMS_PROVIDER)
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="sms-receipts"'
+
+
+class SmsProviderAuthenticationScheme(OpenApiAuthenticationExtension):
+    """How the schema documents the provider's token."""
+
+    target_class = SmsProviderAuthentication
+    name = "smsProviderToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The SMS provider's token (SMS_PROVIDER_TOKEN).",
+        }
+
+
+class IsSmsProvider(BasePermission):
+    def has_permission(self, request, view) -> bool:
+        return request.auth == SMS_PROVIDER
+
+
+class SmsReceiptView(views.APIView):
+    """Delivery receipts from the SMS provider, sent with its bearer token: 204 recorded, 404 not
+    one of our messages, 401 without the right token, 400 naming a bad field."""
+
+    authentication_classes = [SmsProviderAuthentication]
+    permission_classes = [IsSmsProvider]
+
+    @extend_schema(request=SmsReceiptSerializer, responses={204: None})
+    def post(self, request):
+        data = validated(SmsReceiptSerializer, request)
+        found = notification_receipt(
+            idempotency_key=str(data["idempotency_key"]),
+            delivered=data["status"] == "delivered",
+            reason=data["reason"],
+        )
+        if not found:
+            raise NotFound("No such message.")
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -303,3 +303,29 @@ class UserConsumer(TopicConsumer):
 
     async def topics(self, user) -> list[str]:
         return [user_topic(user.pk)]
+
+
+class ActivationConsumer(TopicConsumer):
+    """One activation's live board: ``/ws/activations/<id>/`` (topic ``activation:<id>``).
+
+    Sends ``{"type": "hello", "activation": <id>}``, then every ``{"type": "activation.board",
+    ...}`` change (see ``comms.serializers.board_messages``); after a reconnect the client fetches
+    ``/api/v1/activations/<id>/board/`` again.
+    """
+
+    activation_id: int
+
+    async def topics(self, user) -> list[str]:
+        self.activation_id = int(self.scope["url_route"]["kwargs"]["activation_id"])
+        if not await self._visible(user, self.activation_id):
+            raise Refused(CLOSE_NOT_VISIBLE)
+        return [f"activation:{self.activation_id}"]
+
+    @database_sync_to_async
+    def _visible(self, user, activation_id: int) -> bool:
+        from .models import Activation
+
+        return Activation.objects.visible_to(user).filter(pk=activation_id).exists()
+
+    async def hello(self) -> dict[str, Any]:
+        return {"type": "hello", "activation": self.activation_id}

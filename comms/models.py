@@ -1,14 +1,18 @@
 """Models of the comms app: who is on call, how to reach them, and how alerts escalate."""
 
 import secrets
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from django.db import models
 from django.db.models import Q
 
 from .querysets import (
+    AcknowledgementQuerySet,
+    ActivationQuerySet,
     ContactMethodQuerySet,
     EscalationPolicyQuerySet,
+    NotificationQuerySet,
     ResponderGroupQuerySet,
     RotaItemQuerySet,
     RotaQuerySet,
@@ -318,3 +322,258 @@ class EscalationStep(models.Model):
     def __str__(self) -> str:
         what = self.group.name if self.group_id and self.group else self.get_target_display()
         return f"{self.position}. {what}, then wait {self.wait_minutes} min"
+
+
+# =================================================================================================
+# Activations, their notifications and acknowledgements (alerting at runtime)
+# =================================================================================================
+
+
+class Urgency(models.TextChoices):
+    IMMEDIATE = "immediate", "Immediate"
+    URGENT = "urgent", "Urgent"
+    ROUTINE = "routine", "Routine"
+
+
+class Quorum(models.TextChoices):
+    EACH_AGENCY = "each_agency", "Acknowledged by each target agency"
+    ANY_AGENCY = "any_agency", "Acknowledged by any one target agency"
+
+
+class ActivationStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    COMPLETED = "completed", "Quorum met"
+    CANCELLED = "cancelled", "Stood down"
+
+
+class Activation(models.Model):
+    """A call to stand up a structure ("strategic cell to assemble at City Hall at 14:00"), sent
+    to the on-call duty officers of chosen agencies, escalating along each agency's policy until
+    its quorum of acknowledgements is met.
+
+    The rows it creates in its own transaction (targets and notifications) are the outbox: the
+    worker sends what they say, and a sweep re-drives whatever a lost worker left behind.
+    """
+
+    city = models.ForeignKey("coordination.City", on_delete=models.PROTECT, related_name="+")
+    incident = models.ForeignKey(
+        "incidents.Incident",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="activations",
+    )
+    message = models.TextField()
+    urgency = models.CharField(max_length=16, choices=Urgency.choices, default=Urgency.IMMEDIATE)
+    is_exercise = models.BooleanField(default=False, help_text="Every message says EXERCISE.")
+    quorum = models.CharField(max_length=16, choices=Quorum.choices, default=Quorum.EACH_AGENCY)
+    quorum_per_agency = models.PositiveSmallIntegerField(
+        default=1, help_text="Acknowledgements an agency must give for its part of the quorum."
+    )
+    response_deadline = models.DateTimeField()
+    status = models.CharField(
+        max_length=16, choices=ActivationStatus.choices, default=ActivationStatus.OPEN
+    )
+    created_by = models.ForeignKey(
+        "coordination.User", on_delete=models.PROTECT, related_name="activations_sent"
+    )
+    created_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ActivationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        prefix = "EXERCISE " if self.is_exercise else ""
+        return f"{prefix}Activation {self.pk}: {self.message[:40]}"
+
+
+class TargetState(models.TextChoices):
+    ESCALATING = "escalating", "Escalating"
+    EXHAUSTED = "exhausted", "Escalation ran out"
+    SATISFIED = "satisfied", "Acknowledged"
+    STOPPED = "stopped", "Stopped"
+
+
+class ActivationTarget(models.Model):
+    """One agency an activation calls: its share of the quorum and where its escalation stands.
+
+    ``steps_taken`` counts the escalation steps run so far; a scheduled step carries the count it
+    expects, so a duplicate or stale task finds a different count and does nothing.
+    """
+
+    activation = models.ForeignKey(Activation, on_delete=models.CASCADE, related_name="targets")
+    agency = models.ForeignKey("coordination.Agency", on_delete=models.PROTECT, related_name="+")
+    policy = models.ForeignKey(
+        EscalationPolicy, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    state = models.CharField(
+        max_length=16, choices=TargetState.choices, default=TargetState.ESCALATING
+    )
+    step_position = models.PositiveSmallIntegerField(default=0, help_text="Next step, from 0.")
+    round = models.PositiveSmallIntegerField(default=0, help_text="0: the policy's first pass.")
+    steps_taken = models.PositiveIntegerField(default=0)
+    next_step_at = models.DateTimeField(null=True, blank=True)
+    satisfied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["activation", "agency__short_name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["activation", "agency"], name="activation_target_unique_agency"
+            ),
+        ]
+        indexes = [models.Index(fields=["state", "next_step_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.agency} in activation {self.activation_id}"
+
+
+class Channel(models.TextChoices):
+    EMAIL = "email", "E-mail"
+    SMS = "sms", "SMS"
+    WEBHOOK = "webhook", "Webhook"
+    IN_APP = "in_app", "In-app"
+
+
+class NotificationState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SENT = "sent", "Sent"
+    DELIVERED = "delivered", "Delivered"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Not needed"
+
+
+class Notification(models.Model):
+    """One alert to one person through one channel, with its own lifecycle: ``queued → sent →
+    delivered → acknowledged``, or ``failed`` with the reason; ``cancelled`` when it was no
+    longer needed before it went out (the person had already answered, or the activation was
+    stood down).
+
+    Delivered at least once: a worker claims it with a lease (``claimed_until``) before sending,
+    so a duplicate task does nothing, and one that dies lets the sweep send it again. Every
+    message carries ``idempotency_key``, so a receiver can recognise a repeat.
+    """
+
+    activation = models.ForeignKey(
+        Activation, on_delete=models.CASCADE, related_name="notifications"
+    )
+    target = models.ForeignKey(
+        ActivationTarget, on_delete=models.CASCADE, related_name="notifications"
+    )
+    recipient = models.ForeignKey(
+        "coordination.User", on_delete=models.PROTECT, related_name="notifications"
+    )
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    contact_method = models.ForeignKey(
+        ContactMethod, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    address = models.CharField(max_length=2000, blank=True, help_text="As it was when queued.")
+    step = models.CharField(max_length=120, help_text="The escalation step that sent it.")
+    round = models.PositiveSmallIntegerField(default=0)
+    idempotency_key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    state = models.CharField(
+        max_length=16, choices=NotificationState.choices, default=NotificationState.QUEUED
+    )
+    failure_reason = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = NotificationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["activation", "id"]
+        indexes = [
+            models.Index(fields=["state", "next_attempt_at"]),
+            models.Index(fields=["activation", "recipient"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_channel_display()} to {self.recipient} ({self.state})"
+
+
+class DeliveryAttempt(models.Model):
+    """One try at handing a notification to its channel, and what came of it (empty outcome:
+    the try never finished, because the worker died during it)."""
+
+    notification = models.ForeignKey(
+        Notification, on_delete=models.CASCADE, related_name="delivery_attempts"
+    )
+    number = models.PositiveSmallIntegerField()
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, blank=True)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["notification", "number", "id"]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of notification {self.notification_id}: {self.outcome}"
+
+
+class Response(models.TextChoices):
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    ATTENDING = "attending", "Attending"
+    CANNOT_ATTEND = "cannot_attend", "Cannot attend"
+
+
+class AnsweredVia(models.TextChoices):
+    LINK = "link", "One-tap link"
+    IN_APP = "in_app", "In-app"
+    API = "api", "API"
+
+
+class Acknowledgement(models.Model):
+    """A person's answer to an activation: acknowledged, attending with an ETA, or cannot attend.
+
+    At most one per person and activation: answering again changes nothing. "Cannot attend"
+    does not count towards the quorum and escalates the person's agency at once.
+    """
+
+    activation = models.ForeignKey(
+        Activation, on_delete=models.CASCADE, related_name="acknowledgements"
+    )
+    target = models.ForeignKey(
+        ActivationTarget, on_delete=models.CASCADE, related_name="acknowledgements"
+    )
+    user = models.ForeignKey("coordination.User", on_delete=models.PROTECT, related_name="+")
+    notification = models.ForeignKey(
+        Notification, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    response = models.CharField(max_length=16, choices=Response.choices)
+    eta_minutes = models.PositiveSmallIntegerField(null=True, blank=True)
+    via = models.CharField(max_length=8, choices=AnsweredVia.choices)
+    created_at = models.DateTimeField()
+
+    objects = AcknowledgementQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["activation", "created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["activation", "user"], name="acknowledgement_one_per_person"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.describe()}"
+
+    def describe(self) -> str:
+        if self.response == Response.ATTENDING and self.eta_minutes is not None:
+            return f"Attending, ETA {self.eta_minutes} min"
+        return self.get_response_display()
+
+    @property
+    def counts_towards_quorum(self) -> bool:
+        return self.response != Response.CANNOT_ATTEND

@@ -5,8 +5,9 @@ who is on call and how alerts escalate. Contact methods are personal: a user see
 an administrator of the city (directory managers) those of the city's people.
 """
 
+from django.apps import apps
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 
 from coordination.roles import Capability, user_can
 
@@ -65,3 +66,45 @@ class ContactMethodQuerySet(models.QuerySet):
         if city_id is not None and user_can(user, Capability.DIRECTORY_MANAGE):
             return self.filter(own | Q(user__agency__city_id=city_id))
         return self.filter(own)
+
+
+# --- Activations -------------------------------------------------------------------------------
+
+
+class ActivationQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "ActivationQuerySet":
+        """Activations of the user's city that call the user's agency or that it sent; a city's
+        administrators see all of the city's; superusers every one."""
+        if not _is_reader(user):
+            return self.none()
+        if user.is_superuser:
+            return self.all()
+        city_id = _city_id(user)
+        if city_id is None:
+            return self.none()
+        mine = self.filter(city_id=city_id)
+        if user_can(user, Capability.DIRECTORY_MANAGE):
+            return mine
+        targets = apps.get_model("comms", "ActivationTarget").objects.filter(
+            activation_id=OuterRef("pk"), agency_id=user.agency_id
+        )
+        return mine.filter(Exists(targets) | Q(created_by__agency_id=user.agency_id))
+
+
+class _ActivationItemQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Rows of the activations the user may see."""
+        if not _is_reader(user):
+            return self.none()
+        if user.is_superuser:
+            return self.all()
+        activations = apps.get_model("comms", "Activation").objects.visible_to(user)
+        return self.filter(activation__in=activations.values("pk"))
+
+
+class NotificationQuerySet(_ActivationItemQuerySet):
+    pass
+
+
+class AcknowledgementQuerySet(_ActivationItemQuerySet):
+    pass

@@ -1,8 +1,11 @@
-"""Page URLs of the comms app (the API is wired in ``ctpn.urls``)."""
+"""URLs of the comms app: pages (mounted at the site root), and the activation API routes that
+``ctpn.urls`` mounts under /api/v1/ (the rota API is wired there directly)."""
 
 from django.urls import path
+from rest_framework.routers import SimpleRouter
 
 from . import views
+from .api import ActivationViewSet, AlertViewSet, SmsReceiptView
 
 urlpatterns = [
     path("rotas/", views.rota_list, name="rotas"),
@@ -25,4 +28,21 @@ urlpatterns = [
         name="rota-calendar-revoke",
     ),
     path("rotas/<int:pk>/calendar.ics", views.rota_calendar_feed, name="rota-calendar"),
+    # Activation alerting
+    path("ack/<str:token>/", views.ack_link, name="ack"),
+    path("alerts/", views.alerts, name="alerts"),
+    path("alerts/<int:activation_id>/answer/", views.alert_answer, name="alert-answer"),
+    path("activations/", views.activation_list, name="activations"),
+    path("activations/new/", views.activation_new, name="activation-new"),
+    path("activations/<int:activation_id>/", views.activation_board, name="activation"),
+    path("health/", views.health, name="health"),
+]
+
+router = SimpleRouter()
+router.register("activations", ActivationViewSet, basename="activation")
+router.register("alerts", AlertViewSet, basename="alert")
+
+api_urlpatterns = [
+    *router.urls,
+    path("sms-receipts/", SmsReceiptView.as_view(), name="sms-receipt"),
 ]

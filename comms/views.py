@@ -1,29 +1,66 @@
-"""Server-rendered rota pages, and a rota's calendar feed.
+"""Server-rendered pages of the comms app.
 
-Pages: who is on call now and next in every agency of the user's city, and one rota with its
+Rota part: who is on call now and next in every agency of the user's city, and one rota with its
 coming stretches, shifts and cover (administrators add and remove them here). The calendar feed is
 reached by calendar apps without a session, through the secret token in its URL.
+
+Activation part: the one-tap answer link (no session: its signed token is the credential), the
+caller's alerts, sending an activation and its live board; and ``/health/`` for probes.
 """
 
+import json
+import time
 from datetime import timedelta
+from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core import signing
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.db import connection
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_POST, require_safe
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
+from django.views.decorators.http import (
+    require_GET,
+    require_http_methods,
+    require_POST,
+    require_safe,
+)
 
 from coordination.models import Agency, User
 from coordination.roles import Capability, user_can
+from ctpn.errors import Conflict
+from incidents.models import Incident
 
+from . import watchdog
 from .forms import OverrideForm, ShiftForm
 from .ical import calendar_token, calendar_token_valid, rota_calendar
-from .models import Rota, RotaOverride, Shift
+from .models import (
+    Acknowledgement,
+    Activation,
+    ActivationStatus,
+    AnsweredVia,
+    Channel,
+    Notification,
+    Quorum,
+    Response,
+    Rota,
+    RotaOverride,
+    Shift,
+    Urgency,
+)
 from .rotas import on_call, on_call_overview, rota_timeline
+from .serializers import ActivationBoardSerializer, activation_rows
 from .services import (
+    AckLinkExpired,
+    ack_notification,
+    activation_acknowledge,
+    activation_send,
     override_create,
     override_delete,
     rota_calendar_revoke,
@@ -212,3 +249,256 @@ def rota_calendar_feed(request: HttpRequest, pk: int) -> HttpResponse:
     # The token is in the URL: keep it out of any Referer a calendar app might send on.
     response["Referrer-Policy"] = "no-referrer"
     return response
+
+
+# ================================================================================================
+# Activation alerting
+# ================================================================================================
+
+
+ETA_CHOICES = (10, 20, 30, 60)
+
+
+def _answer_parse(choice: str) -> tuple[str, int | None] | None:
+    """``acknowledged``, ``cannot_attend`` or ``attending:<minutes>`` from a pressed button."""
+    response, _, eta = (choice or "").partition(":")
+    if response == Response.ATTENDING:
+        return (response, int(eta)) if eta.isdigit() else None
+    if response in (Response.ACKNOWLEDGED, Response.CANNOT_ATTEND) and not eta:
+        return response, None
+    return None
+
+
+def _private(response: HttpResponse) -> HttpResponse:
+    # The link is a secret: no caches, no search engines, and no Referer carrying it elsewhere.
+    response["Cache-Control"] = "no-store"
+    response["X-Robots-Tag"] = "noindex, nofollow"
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@csrf_exempt
+@never_cache
+@require_http_methods(["GET", "POST"])
+def ack_link(request: HttpRequest, token: str) -> HttpResponse:
+    """The one-tap link from an e-mail or SMS; works on a phone without signing in.
+
+    GET only shows the question (mail scanners fetch links, and must not answer); one POST from
+    one of its buttons answers. CSRF protection is the signed token itself: a forged POST would
+    have to know it, and whoever knows it may answer anyway; no session or cookie is involved.
+    The link is single use: once the person has answered, it shows the answer.
+    """
+    try:
+        notification = ack_notification(token)
+    except AckLinkExpired:
+        page = render(request, "comms/ack_invalid.html", {"reason": "expired"}, status=410)
+        return _private(page)
+    except (signing.BadSignature, ValueError):
+        page = render(request, "comms/ack_invalid.html", {"reason": "invalid"}, status=400)
+        return _private(page)
+    activation = notification.activation
+    context: dict[str, Any] = {
+        "notification": notification,
+        "activation": activation,
+        "zone": activation.city.time_zone,
+        "eta_choices": ETA_CHOICES,
+    }
+    answer = Acknowledgement.objects.filter(
+        activation=activation, user_id=notification.recipient_id
+    ).first()
+    if answer is not None:
+        return _private(render(request, "comms/ack_done.html", {**context, "answer": answer}))
+    if activation.status == ActivationStatus.CANCELLED:
+        return _private(render(request, "comms/ack_done.html", {**context, "stood_down": True}))
+    if request.method == "GET":
+        return _private(render(request, "comms/ack.html", context))
+    parsed = _answer_parse(request.POST.get("choice", ""))
+    if parsed is None:
+        context["error"] = "Choose one of the buttons."
+        return _private(render(request, "comms/ack.html", context, status=400))
+    response, eta = parsed
+    try:
+        answer, created = activation_acknowledge(
+            activation_id=activation.pk,
+            user=notification.recipient,
+            response=response,
+            eta_minutes=eta,
+            via=AnsweredVia.LINK,
+            notification=notification,
+        )
+    except (ValidationError, PermissionDenied, Conflict) as exc:
+        context["error"] = "; ".join(getattr(exc, "messages", [str(exc)]))
+        return _private(render(request, "comms/ack.html", context, status=400))
+    page = render(
+        request, "comms/ack_done.html", {**context, "answer": answer, "just_now": created}
+    )
+    return _private(page)
+
+
+@login_required
+@ensure_csrf_cookie  # the answer buttons post through the API with the CSRF cookie
+@require_GET
+def alerts(request: HttpRequest) -> HttpResponse:
+    """The signed-in person's alerts, newest first, with their answers and answer buttons."""
+    user = _signed_in(request)
+    rows = list(
+        Notification.objects.visible_to(user)
+        .filter(recipient=user, channel=Channel.IN_APP)
+        .select_related("activation__city", "activation__incident", "target__agency")
+        .order_by("-created_at", "-id")[:50]
+    )
+    answers = {
+        a.activation_id: a
+        for a in Acknowledgement.objects.filter(
+            user=user, activation_id__in={n.activation_id for n in rows}
+        )
+    }
+    items = [{"notification": n, "answer": answers.get(n.activation_id)} for n in rows]
+    return render(request, "comms/alerts.html", {"items": items, "eta_choices": ETA_CHOICES})
+
+
+@login_required
+@require_POST
+def alert_answer(request: HttpRequest, activation_id: int) -> HttpResponse:
+    """An answer button on the alerts page (signed in, CSRF-protected like any form)."""
+    user = _signed_in(request)
+    activation = get_object_or_404(Activation.objects.visible_to(user), pk=activation_id)
+    parsed = _answer_parse(request.POST.get("choice", ""))
+    if parsed is None:
+        return HttpResponse("Choose one of the buttons.", status=400)
+    try:
+        activation_acknowledge(
+            activation_id=activation.pk,
+            user=user,
+            response=parsed[0],
+            eta_minutes=parsed[1],
+            via=AnsweredVia.IN_APP,
+        )
+    except (ValidationError, PermissionDenied, Conflict) as exc:
+        return HttpResponse("; ".join(getattr(exc, "messages", [str(exc)])), status=400)
+    return redirect("alerts")
+
+
+@login_required
+@require_GET
+def activation_list(request: HttpRequest) -> HttpResponse:
+    user = _signed_in(request)
+    activations = activation_rows().filter(pk__in=Activation.objects.visible_to(user).values("pk"))[
+        :100
+    ]
+    return render(
+        request,
+        "comms/activation_list.html",
+        {
+            "activations": activations,
+            "can_send": user_can(user, Capability.ACTIVATION_SEND),
+        },
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def activation_new(request: HttpRequest) -> HttpResponse:
+    """The form commanders and the duty desk send an activation with."""
+    user = _signed_in(request)
+    if not user_can(user, Capability.ACTIVATION_SEND):
+        raise PermissionDenied("Your roles do not allow sending activations.")
+    agencies = Agency.objects.visible_to(user).filter(is_active=True).order_by("name")
+    incidents = Incident.objects.visible_to(user).exclude(status="closed")
+    context: dict[str, Any] = {
+        "agencies": agencies,
+        "incidents": incidents,
+        "urgencies": Urgency.choices,
+        "quorums": Quorum.choices,
+        "values": request.POST,
+        "chosen": {int(v) for v in request.POST.getlist("agencies") if v.isdigit()},
+    }
+    if request.method == "POST":
+        errors: dict[str, list[str]] = {}
+        chosen = list(agencies.filter(pk__in=context["chosen"]))
+        incident = None
+        if request.POST.get("incident", "").isdigit():
+            incident = incidents.filter(pk=int(request.POST["incident"])).first()
+        minutes = request.POST.get("response_minutes", "30")
+        if not minutes.isdigit() or not 1 <= int(minutes) <= 7 * 24 * 60:
+            errors["response_deadline"] = ["Give the minutes to answer within, e.g. 30."]
+        per_agency = request.POST.get("quorum_per_agency", "1")
+        if not per_agency.isdigit():
+            errors["quorum_per_agency"] = ["Must be a whole number."]
+        if not errors:
+            try:
+                activation = activation_send(
+                    user=user,
+                    message=request.POST.get("message", ""),
+                    agencies=chosen,
+                    urgency=request.POST.get("urgency", Urgency.IMMEDIATE),
+                    quorum=request.POST.get("quorum", Quorum.EACH_AGENCY),
+                    quorum_per_agency=int(per_agency),
+                    response_deadline=timezone.now() + timedelta(minutes=int(minutes)),
+                    incident=incident,
+                    is_exercise=bool(request.POST.get("is_exercise")) or None,
+                )
+            except ValidationError as exc:
+                errors = exc.message_dict
+            else:
+                return redirect("activation", activation_id=activation.pk)
+        context["errors"] = errors
+        return render(request, "comms/activation_form.html", context, status=400)
+    return render(request, "comms/activation_form.html", context)
+
+
+@login_required
+@ensure_csrf_cookie
+@require_GET
+def activation_board(request: HttpRequest, activation_id: int) -> HttpResponse:
+    """The live board of one activation; updates arrive over ``/ws/activations/<id>/``."""
+    user = _signed_in(request)
+    activation = get_object_or_404(
+        activation_rows().filter(pk__in=Activation.objects.visible_to(user).values("pk")),
+        pk=activation_id,
+    )
+    board = ActivationBoardSerializer(activation).data
+    return render(
+        request,
+        "comms/activation_board.html",
+        {
+            "activation": activation,
+            "board": json.loads(json.dumps(board, default=str)),
+            "zone": activation.city.time_zone,
+            "can_cancel": user_can(user, Capability.ACTIVATION_SEND),
+        },
+    )
+
+
+@never_cache
+@require_GET
+def health(request: HttpRequest) -> JsonResponse:
+    """For load balancers and monitoring: 200 when alerts can flow, 503 naming what cannot.
+
+    Checks the database, Redis, and the heartbeats of the worker, beat and the sweep.
+    """
+    checks: dict[str, dict[str, Any]] = {}
+    started = time.monotonic()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+        checks["database"] = {"ok": True}
+    except Exception as exc:
+        checks["database"] = {"ok": False, "error": type(exc).__name__}
+    status = watchdog.alerting_status()
+    checks["redis"] = {"ok": status.redis_ok}
+    if not status.redis_ok:
+        checks["redis"]["error"] = status.redis_error
+    for component in status.components:
+        age = None if component.age_seconds is None else round(component.age_seconds, 1)
+        checks[component.name] = {"ok": component.ok, "last_heartbeat_seconds_ago": age}
+    stale = [name for name, check in checks.items() if not check["ok"]]
+    body = {
+        "status": "ok" if not stale else "degraded",
+        "stale": stale,
+        "checks": checks,
+        "stale_after_seconds": settings.ALERT_HEARTBEAT_STALE_SECONDS,
+        "checked_in_ms": round((time.monotonic() - started) * 1000, 1),
+    }
+    return JsonResponse(body, status=200 if not stale else 503)

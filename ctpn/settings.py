@@ -7,6 +7,7 @@ real deployment must pass and refuses to start without what it needs.
 
 import os
 from pathlib import Path
+from typing import cast
 
 import dj_database_url
 from celery.schedules import crontab
@@ -298,3 +299,72 @@ ALERTING_WEBHOOK_HTTP_LOOPBACK = env_bool("ALERTING_WEBHOOK_HTTP_LOOPBACK", not 
 # The window a rota's calendar feed covers, in days before and after today.
 ROTA_CALENDAR_PAST_DAYS = env_int("ROTA_CALENDAR_PAST_DAYS", 7)
 ROTA_CALENDAR_FUTURE_DAYS = env_int("ROTA_CALENDAR_FUTURE_DAYS", 60)
+
+# Activation alerts: e-mail, SMS, signed webhooks and in-app pushes, sent by the Celery worker and
+# re-driven by a beat sweep. Every value below has a default that works on the embedded default.
+
+# Where the one-tap acknowledgement links in e-mails and SMS point.
+PUBLIC_BASE_URL = env_str(
+    "PUBLIC_BASE_URL",
+    f"https://{ALLOWED_HOSTS[0]}" if PRODUCTION else "http://127.0.0.1:8000",
+).rstrip("/")
+
+# E-mail through SMTP when EMAIL_HOST is set; otherwise printed to the console.
+EMAIL_HOST = env_str("EMAIL_HOST", "")
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL cannot both be true")
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 20)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "CTPN alerts <alerts@ctpn.invalid>")
+
+# SMS through a JSON-over-HTTP provider, or "console" to print them (the embedded default).
+SMS_PROVIDER_URL = env_str("SMS_PROVIDER_URL", "console")
+SMS_PROVIDER_TOKEN = env_str("SMS_PROVIDER_TOKEN", "")
+if SMS_PROVIDER_URL != "console" and not SMS_PROVIDER_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured("SMS_PROVIDER_URL must be console or an http(s) URL")
+ALERT_HTTP_TIMEOUT_SECONDS = env_int("ALERT_HTTP_TIMEOUT_SECONDS", 10)
+
+# How long a one-tap acknowledgement link works.
+ALERT_ACK_LINK_MAX_AGE_SECONDS = env_int("ALERT_ACK_LINK_MAX_AGE_SECONDS", 24 * 3600)
+# A worker holds a notification this long while sending it; a worker that dies leaves it to be
+# taken again after that. Longer than any channel's timeout, so a slow send is not duplicated.
+ALERT_LEASE_SECONDS = env_int("ALERT_LEASE_SECONDS", 60)
+# The beat sweep runs this often; it re-drives a queued notification nobody took within the grace.
+ALERT_SWEEP_SECONDS = env_int("ALERT_SWEEP_SECONDS", 5)
+ALERT_SWEEP_GRACE_SECONDS = env_int("ALERT_SWEEP_GRACE_SECONDS", 15)
+# Transient failures are retried with growing pauses; after this many tries a notification fails.
+ALERT_MAX_ATTEMPTS = env_int("ALERT_MAX_ATTEMPTS", 8)
+# Watchdog: the worker and beat write a heartbeat this often; silence longer than the threshold
+# shows the "alerting degraded" banner and makes /health/ answer 503.
+ALERT_HEARTBEAT_SECONDS = env_int("ALERT_HEARTBEAT_SECONDS", 5)
+ALERT_HEARTBEAT_STALE_SECONDS = env_int("ALERT_HEARTBEAT_STALE_SECONDS", 60)
+if max(ALERT_HTTP_TIMEOUT_SECONDS, EMAIL_TIMEOUT) >= ALERT_LEASE_SECONDS:
+    raise ImproperlyConfigured(
+        "ALERT_LEASE_SECONDS must be longer than ALERT_HTTP_TIMEOUT_SECONDS and EMAIL_TIMEOUT"
+    )
+if ALERT_HEARTBEAT_STALE_SECONDS <= ALERT_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured(
+        "ALERT_HEARTBEAT_STALE_SECONDS must be longer than ALERT_HEARTBEAT_SECONDS"
+    )
+
+# The broker may live in its own Redis database (the tests use one, so that messages left by
+# another run are never consumed by this one's worker).
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+# The beat scheduler that also writes beat's heartbeat.
+CELERY_BEAT_SCHEDULER = "ctpn.celery:HeartbeatScheduler"
+
+# Every page can show the "alerting degraded" banner (templates/comms/_alerting_banner.html).
+_template_options = cast(dict[str, list[str]], TEMPLATES[0]["OPTIONS"])
+_template_options["context_processors"].append("comms.context_processors.alerting")
+cast(dict[str, str], SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]).update(
+    {"ActivationStatusEnum": "comms.models.ActivationStatus"}
+)

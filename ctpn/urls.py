@@ -14,6 +14,7 @@ from comms.api import (
     RotaViewSet,
     ShiftViewSet,
 )
+from comms.urls import api_urlpatterns as comms_api
 from coordination.api import (
     ActionViewSet,
     AgencyViewSet,
@@ -54,6 +55,7 @@ api_v1 = [
     path("auth/token/", TokenView.as_view(), name="api-token"),
     path("me/", MeView.as_view(), name="api-me"),
     *router.urls,
+    *comms_api,
 ]
 
 urlpatterns = [

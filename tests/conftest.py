@@ -18,6 +18,7 @@ from incidents.services import incident_open
 from .factories import AgencyFactory, CityFactory, UserFactory
 from .live import live_runtime  # noqa: F401  (a fixture)
 from .servers import asgi_server  # noqa: F401  (a fixture)
+from .workers import alerting_broker, alerting_env, alerting_processes, http_sink, smtp_sink  # noqa: F401
 
 # Consumers and threads in the tests open their own connections; persistent ones would outlive the
 # test and keep the test database busy at teardown.
