@@ -2,6 +2,9 @@
 
 Idempotent: run it as often as you like; what exists is kept, and the exercise is created once.
 Everything in the exercise is written through the services, exactly as the API would.
+
+It lives in ``comms``, the app on top, because the demo spans every app (rotas and contact methods
+included) and only ``comms`` may import all of them.
 """
 
 from datetime import timedelta
@@ -12,6 +15,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
+from comms.demo import seed_rotas
 from coordination.models import Agency, AgencyType, City, User
 from coordination.roles import Role
 from coordination.services import (
@@ -276,8 +280,4 @@ class Command(BaseCommand):
         return incident
 
     def _rotas(self, agencies, users) -> None:
-        # The demo spans every app; comms is imported here, when the command runs, so that no
-        # coordination module depends on comms at import time.
-        from comms.demo import seed_rotas
-
         seed_rotas(agencies=agencies, users=users, admin=users["cityadmin"])
