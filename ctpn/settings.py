@@ -7,7 +7,6 @@ real deployment must pass and refuses to start without what it needs.
 
 import os
 from pathlib import Path
-from typing import cast
 
 import dj_database_url
 from celery.schedules import crontab
@@ -125,6 +124,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # Every page can show the "alerting degraded" banner.
                 "comms.context_processors.alerting",
             ],
         },
@@ -214,7 +214,11 @@ LIVE_PRESENCE_BROADCAST_INTERVAL_MS = env_int("LIVE_PRESENCE_BROADCAST_INTERVAL_
 LIVE_REVALIDATE_SECONDS = env_int("LIVE_REVALIDATE_SECONDS", 60)
 
 # --- Background work (Celery) ------------------------------------------------------------------
-CELERY_BROKER_URL = REDIS_URL
+# The broker may live in its own Redis database (the tests use one, so that messages left by
+# another run are never consumed by this one's worker).
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+# Celery beat's usual scheduler, also writing beat's heartbeat for the alerting watchdog.
+CELERY_BEAT_SCHEDULER = "ctpn.celery:HeartbeatScheduler"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -264,6 +268,7 @@ SPECTACULAR_SETTINGS = {
         "ActionStatusEnum": "coordination.models.ActionStatus",
         "AgencyTypeEnum": "coordination.models.AgencyType",
         "StanceEnum": "coordination.models.Stance",
+        "ActivationStatusEnum": "comms.models.ActivationStatus",
     },
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
 }
@@ -356,16 +361,3 @@ if ALERT_HEARTBEAT_STALE_SECONDS <= ALERT_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured(
         "ALERT_HEARTBEAT_STALE_SECONDS must be longer than ALERT_HEARTBEAT_SECONDS"
     )
-
-# The broker may live in its own Redis database (the tests use one, so that messages left by
-# another run are never consumed by this one's worker).
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
-# The beat scheduler that also writes beat's heartbeat.
-CELERY_BEAT_SCHEDULER = "ctpn.celery:HeartbeatScheduler"
-
-# Every page can show the "alerting degraded" banner (templates/comms/_alerting_banner.html).
-_template_options = cast(dict[str, list[str]], TEMPLATES[0]["OPTIONS"])
-_template_options["context_processors"].append("comms.context_processors.alerting")
-cast(dict[str, str], SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]).update(
-    {"ActivationStatusEnum": "comms.models.ActivationStatus"}
-)
