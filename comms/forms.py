@@ -7,7 +7,7 @@ from django import forms
 
 from coordination.models import User
 
-from .models import Recurrence, Rota, Tier
+from .models import ContactKind, Recurrence, Rota, Tier
 
 
 class LocalDateTimeField(forms.DateTimeField):
@@ -68,3 +68,16 @@ class ShiftForm(_OfficerForm):
 class OverrideForm(_OfficerForm):
     prefix = "cover"
     reason = forms.CharField(max_length=200, required=False)
+
+
+class ContactMethodForm(forms.Form):
+    """A way to reach the signed-in person with alerts; the service checks the address."""
+
+    kind = forms.ChoiceField(choices=ContactKind.choices, label="Kind")
+    address = forms.CharField(
+        max_length=2000,
+        label="Address",
+        help_text="E-mail address, mobile number in international form (+46701234567), "
+        "or the https URL of a webhook.",
+    )
+    label = forms.CharField(max_length=60, required=False, label="Label (optional)")

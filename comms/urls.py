@@ -28,6 +28,12 @@ urlpatterns = [
         name="rota-calendar-revoke",
     ),
     path("rotas/<int:pk>/calendar.ics", views.rota_calendar_feed, name="rota-calendar"),
+    path("me/contact-methods/", views.contact_methods, name="contact-methods"),
+    path(
+        "me/contact-methods/<int:method_id>/",
+        views.contact_method_change,
+        name="contact-method-change",
+    ),
     # Activation alerting
     path("ack/<str:token>/", views.ack_link, name="ack"),
     path("alerts/", views.alerts, name="alerts"),

@@ -4,6 +4,8 @@ Rota part: who is on call now and next in every agency of the user's city, and o
 coming stretches, shifts and cover (administrators add and remove them here). The calendar feed is
 reached by calendar apps without a session, through the secret token in its URL.
 
+Contact part: the signed-in person's own ways of being reached (e-mail, SMS, webhook).
+
 Activation part: the one-tap answer link (no session: its signed token is the credential), the
 caller's alerts, sending an activation and its live board; and ``/health/`` for probes.
 """
@@ -38,7 +40,7 @@ from ctpn.errors import Conflict
 from incidents.models import Incident
 
 from . import watchdog
-from .forms import OverrideForm, ShiftForm
+from .forms import ContactMethodForm, OverrideForm, ShiftForm
 from .ical import calendar_token, calendar_token_valid, rota_calendar
 from .models import (
     Acknowledgement,
@@ -46,6 +48,7 @@ from .models import (
     ActivationStatus,
     AnsweredVia,
     Channel,
+    ContactMethod,
     Notification,
     Quorum,
     Response,
@@ -61,6 +64,9 @@ from .services import (
     ack_notification,
     activation_acknowledge,
     activation_send,
+    contact_method_create,
+    contact_method_delete,
+    contact_method_update,
     override_create,
     override_delete,
     rota_calendar_revoke,
@@ -257,6 +263,55 @@ def rota_calendar_feed(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 ETA_CHOICES = (10, 20, 30, 60)
+
+
+def _contact_page(
+    request: HttpRequest,
+    form: ContactMethodForm | None = None,
+    created: ContactMethod | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    user = _signed_in(request)
+    methods = ContactMethod.objects.visible_to(user).filter(user=user).order_by("kind", "id")
+    context = {"methods": methods, "form": form or ContactMethodForm(), "created": created}
+    return _private(render(request, "comms/contact_methods.html", context, status=status))
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def contact_methods(request: HttpRequest) -> HttpResponse:
+    """The person's own contact methods. A new webhook's signing secret is shown once, in the
+    answer to the POST that created it (never in a redirect, a message or a later page)."""
+    if request.method == "GET":
+        return _contact_page(request)
+    form = ContactMethodForm(request.POST)
+    if form.is_valid():
+        user = _signed_in(request)
+        try:
+            created = contact_method_create(user=user, owner=user, **form.cleaned_data)
+        except ValidationError as exc:
+            _service_errors_to_form(form, exc, {})
+        else:
+            return _contact_page(request, created=created)
+    return _contact_page(request, form=form, status=400)
+
+
+@login_required
+@require_POST
+def contact_method_change(request: HttpRequest, method_id: int) -> HttpResponse:
+    """Switch one of the person's contact methods off or on, or remove it."""
+    user = _signed_in(request)
+    get_object_or_404(ContactMethod.objects.visible_to(user).filter(user=user), pk=method_id)
+    change = request.POST.get("change")
+    if change == "remove":
+        contact_method_delete(user=user, method_id=method_id)
+        messages.success(request, "Contact method removed.")
+    elif change in {"on", "off"}:
+        contact_method_update(user=user, method_id=method_id, is_active=change == "on")
+        messages.success(request, f"Alerts to it are switched {change}.")
+    else:
+        return HttpResponse("change must be on, off or remove.", status=400)
+    return redirect("contact-methods")
 
 
 def _answer_parse(choice: str) -> tuple[str, int | None] | None:
