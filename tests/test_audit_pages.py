@@ -169,6 +169,18 @@ def test_non_administrators_are_refused_and_the_refusal_recorded(client, command
     assert not AuditEntry.objects.filter(action="export", user_id=commander.pk).exists()
 
 
+def test_a_cross_site_refusal_is_recorded(commander):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(commander)
+    response = client.post(reverse("logout"))
+    assert response.status_code == 403
+    refusal = AuditEntry.objects.get(action="access.denied", user_id=commander.pk)
+    assert refusal.detail["reason"].startswith("CSRF:")
+    assert not AuditEntry.objects.filter(action="auth.logout", user_id=commander.pk).exists()
+
+
 def test_strangers_are_sent_to_sign_in(client):
     response = client.get(reverse("audit-log"))
     assert response.status_code == 302 and reverse("login") in response["Location"]
