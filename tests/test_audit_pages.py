@@ -60,6 +60,12 @@ def test_administrators_see_only_their_citys_entries(client, administrator, entr
     assert all(e.city_id == administrator.agency.city_id for e in response.context["entries"])
 
 
+def test_only_administrators_are_shown_the_way_to_the_log(client, administrator, commander):
+    link = f'href="{reverse("audit-log")}"'
+    assert link in signed_in(client, administrator).get(reverse("home")).content.decode()
+    assert link not in signed_in(client, commander).get(reverse("home")).content.decode()
+
+
 def test_the_other_city_sees_its_own(client, oslo_administrator, entries):
     response = signed_in(client, oslo_administrator).get(reverse("audit-log"))
     assert {e.username for e in response.context["entries"]} == {"oslo-liaison", "osl-admin"}
