@@ -96,6 +96,8 @@ def test_filters_by_action_user_and_dates(client, administrator, commander):
     # Days are the viewer's city's days: 23:30 in Stockholm on 1 March is 1 March.
     assert shown(date_from="2026-03-01", date_to="2026-03-01") == ["mfa.failed"]
     assert shown(date_from="2026-03-02") == ["mfa.verified"]
+    page = client.get(reverse("audit-log"), {"action": "mfa.failed"}).content.decode()
+    assert "2026-03-01 23:30:00" in page  # shown in the viewer's city time
 
 
 def test_a_bad_filter_is_shown_not_a_500(client, administrator):
@@ -108,6 +110,16 @@ def test_a_bad_filter_is_shown_not_a_500(client, administrator):
     export = client.get(reverse("audit-export"), backwards)
     assert export.status_code == 400
     assert "date_to" in export.json()["errors"]
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31", "1999-12-31"])
+def test_a_date_out_of_range_is_a_field_error(client, administrator, day):
+    signed_in(client, administrator)
+    for field in ("date_from", "date_to"):
+        page = client.get(reverse("audit-log"), {field: day})
+        assert page.status_code == 200 and "Give a date" in page.content.decode()
+        export = client.get(reverse("audit-export"), {field: day})
+        assert export.status_code == 400 and field in export.json()["errors"]
 
 
 def test_the_log_is_paginated(client, administrator, commander, settings):
