@@ -6,7 +6,15 @@ either, short of an administrator disabling them, which the hash chain then expo
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-APPEND_ONLY_TABLES = ("coordination_decision", "coordination_decisionposition")
+APPEND_ONLY_TABLES = (
+    "coordination_decision",
+    "coordination_decisionposition",
+    "coordination_decision_recipient_agencies",
+    "coordination_decision_recipient_people",
+    "coordination_decisionmarkingchange",
+    "coordination_decisionmarkingchange_recipient_agencies",
+    "coordination_decisionmarkingchange_recipient_people",
+)
 
 POSTGRES_FUNCTION = """
 CREATE OR REPLACE FUNCTION ctpn_refuse_change() RETURNS trigger AS $$
