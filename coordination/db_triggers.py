@@ -1,4 +1,4 @@
-"""Database triggers that make the decision log append-only (invariant 1).
+"""Database triggers that make the decision log (invariant 1) and the audit log append-only.
 
 The application never updates or deletes an entry; the triggers make sure nothing else does
 either, short of an administrator disabling them, which the hash chain then exposes.
@@ -14,6 +14,8 @@ APPEND_ONLY_TABLES = (
     "coordination_decisionmarkingchange",
     "coordination_decisionmarkingchange_recipient_agencies",
     "coordination_decisionmarkingchange_recipient_people",
+    # The security audit log (its chain head row moves with every append, so it has no trigger).
+    "coordination_auditentry",
 )
 
 POSTGRES_FUNCTION = """

@@ -13,7 +13,13 @@ from django.core.validators import RegexValidator
 from django.db import models
 
 from .markings import DEFAULT_MARKING, Audience, Marking
-from .querysets import ActionQuerySet, AgencyQuerySet, DecisionQuerySet, UserQuerySet
+from .querysets import (
+    ActionQuerySet,
+    AgencyQuerySet,
+    AuditEntryQuerySet,
+    DecisionQuerySet,
+    UserQuerySet,
+)
 from .roles import Role
 
 GENESIS_HASH = "0" * 64
@@ -462,3 +468,109 @@ class Action(models.Model):
             and self.due_at < now
             and self.status not in (ActionStatus.DONE, ActionStatus.CANCELLED)
         )
+
+
+class AuditChainHead(models.Model):
+    """The newest link of the audit log's hash chain: one row, locked to append one at a time.
+
+    Appends lock this row (SELECT ... FOR UPDATE) before reading the previous hash, so concurrent
+    writers take turns and the chain stays linear. It also remembers the newest entry, so removing
+    that entry (which no later link would reveal) is caught by the verification.
+    """
+
+    last_sequence = models.PositiveBigIntegerField(default=0)
+    last_hash = models.CharField(max_length=64, default=GENESIS_HASH)
+
+    class Meta:
+        verbose_name = "audit chain head"
+
+    def __str__(self) -> str:
+        return f"audit chain at {self.last_sequence}"
+
+
+class AuditEntry(models.Model):
+    """One entry of the security audit log: who did what, from where, to what, and when.
+
+    Logins, failed logins, MFA events, refused requests, marking changes, exports and reads of RED
+    and AMBER+STRICT material. Append-only and hash-chained across the whole platform: each entry
+    stores the SHA-256 of its canonical content and of the previous entry's hash, and the database
+    refuses UPDATE and DELETE. References to people, agencies and cities carry no database
+    constraint: an entry must be writable from its own connection while the caller's transaction
+    (which may have created the person) is still open, and must outlive what it refers to; the
+    ``username`` text keeps the name regardless.
+    """
+
+    sequence = models.PositiveBigIntegerField(unique=True)
+    at = models.DateTimeField(help_text="When, in UTC.")
+    action = models.CharField(max_length=64, help_text="Dotted name, e.g. auth.login_failed.")
+    user = models.ForeignKey(
+        User,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    username = models.CharField(max_length=150, blank=True)
+    agency = models.ForeignKey(
+        Agency,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    city = models.ForeignKey(
+        City,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=256, blank=True)
+    target_type = models.CharField(max_length=64, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    target_label = models.CharField(max_length=200, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    entry_hash = models.CharField(max_length=64, unique=True)
+
+    objects = AuditEntryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "audit entries"
+        ordering = ["-sequence"]
+        indexes = [
+            models.Index(fields=["city", "-sequence"], name="audit_city_sequence"),
+            models.Index(fields=["action", "-sequence"], name="audit_action_sequence"),
+            models.Index(fields=["user", "-sequence"], name="audit_user_sequence"),
+            models.Index(fields=["at"], name="audit_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.sequence} {self.action} {self.username}".strip()
+
+    def canonical_content(self) -> str:
+        """The entry as one deterministic string: what the hash covers."""
+        content = {
+            "sequence": self.sequence,
+            "at": self.at.astimezone(UTC).isoformat(),
+            "action": self.action,
+            "user": self.user_id,
+            "username": self.username,
+            "agency": self.agency_id,
+            "city": self.city_id,
+            "ip_address": self.ip_address,
+            "user_agent": self.user_agent,
+            "target_type": self.target_type,
+            "target_id": self.target_id,
+            "target_label": self.target_label,
+            "detail": self.detail,
+        }
+        return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    def compute_hash(self) -> str:
+        payload = f"{self.prev_hash}\n{self.canonical_content()}"
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()

@@ -9,6 +9,8 @@ from incidents.querysets import IncidentItemQuerySet, named_q
 
 from .markings import OPEN_TO_PARTICIPANTS
 
+from .roles import Role
+
 
 class AgencyQuerySet(models.QuerySet):
     def visible_to(self, user) -> "AgencyQuerySet":
@@ -63,3 +65,16 @@ class DecisionQuerySet(IncidentItemQuerySet):
 
 class ActionQuerySet(IncidentItemQuerySet):
     pass
+
+
+class AuditEntryQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "AuditEntryQuerySet":
+        """The audit log is for administrators: those of a city see their city's entries,
+        platform superusers every entry. Everybody else sees nothing."""
+        if not (user and user.is_authenticated and user.is_active):
+            return self.none()
+        if user.is_superuser:
+            return self.all()
+        if not user.agency_id or not user.has_role(Role.ADMINISTRATOR):
+            return self.none()
+        return self.filter(city_id=user.agency.city_id)

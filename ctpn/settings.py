@@ -232,6 +232,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "coordination.tasks.decision_logs_verify",
         "schedule": crontab(hour=3, minute=17),
     },
+    "verify-audit-log": {
+        "task": "coordination.tasks.audit_log_verify_task",
+        "schedule": crontab(hour=3, minute=37),
+    },
 }
 
 # --- API ---------------------------------------------------------------------------------------
@@ -276,6 +280,13 @@ SPECTACULAR_SETTINGS = {
 # --- Domain ------------------------------------------------------------------------------------
 # JESIP logging: a decision logged this long after it was taken must say why.
 DECISION_LATE_ENTRY_MINUTES = env_int("DECISION_LATE_ENTRY_MINUTES", 15)
+
+# --- audit log ---------------------------------------------------------------------------------
+# How many reverse proxies of our own stand in front of the web processes. 0: the client address
+# is REMOTE_ADDR. N: it is the N-th address from the right of X-Forwarded-For, the one the outermost
+# of our proxies saw (anything further left is whatever the client chose to send).
+AUDIT_TRUSTED_PROXY_COUNT = env_int("AUDIT_TRUSTED_PROXY_COUNT", 0)
+AUDIT_PAGE_SIZE = env_int("AUDIT_PAGE_SIZE", 50)
 
 LOGGING = {
     "version": 1,

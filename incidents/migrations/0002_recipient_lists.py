@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("coordination", "0004_recipient_lists_and_marking_changes"),
+        ("coordination", "0005_recipient_lists_and_marking_changes"),
         ("incidents", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

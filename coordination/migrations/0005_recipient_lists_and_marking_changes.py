@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("coordination", "0003_decision_position_later"),
+        ("coordination", "0004_audit_log"),
     ]
 
     operations = [
