@@ -195,7 +195,7 @@ class Decision(models.Model):
         Agency, blank=True, related_name="+", help_text="AMBER+STRICT: the agencies named."
     )
     recipient_people = models.ManyToManyField(
-        "User", blank=True, related_name="+", help_text="RED: the people named."
+        User, blank=True, related_name="+", help_text="RED: the people named."
     )
     prev_hash = models.CharField(max_length=64)
     entry_hash = models.CharField(max_length=64, unique=True)
@@ -264,7 +264,7 @@ class Decision(models.Model):
         payload = f"{self.prev_hash}\n{self.canonical_content(positions, recipients)}"
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
-    def stored_recipients(self) -> Recipients:
+    def stored_recipients(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """The recipient lists recorded with the entry (uses a prefetch when there is one)."""
         return (
             tuple(sorted(a.pk for a in self.recipient_agencies.all())),

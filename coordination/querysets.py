@@ -8,7 +8,6 @@ from django.db.models.functions import Coalesce
 from incidents.querysets import IncidentItemQuerySet, named_q
 
 from .markings import OPEN_TO_PARTICIPANTS
-
 from .roles import Role
 
 

@@ -1,5 +1,6 @@
 """REST endpoints for incidents, M/ETHANE reports, the timeline and the event stream."""
 
+import copy
 from typing import Any
 
 from django.db.models import Exists, OuterRef, QuerySet
@@ -11,6 +12,7 @@ from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
+from coordination.audit import audit_read
 from coordination.markings import RESTRICTED
 from coordination.roles import Capability
 from coordination.serializers import MarkingChangeSerializer
@@ -142,16 +144,19 @@ class IncidentScopedViewSet(viewsets.GenericViewSet):
 
 def restricted_read_audit(request, items) -> None:
     """Record in the audit log each RED or AMBER+STRICT item in ``items`` that ``request`` reads."""
-    restricted = [item for item in items if marking_now(item) in RESTRICTED]
+    restricted = []
+    for item in items:
+        marking = getattr(item, "marking_now", None) or item.marking
+        if marking not in RESTRICTED:
+            continue
+        if marking != item.marking:
+            # A decision re-marked since it was recorded: the log records the marking in force.
+            # A copy, never saved (the entry itself is append-only).
+            item = copy.copy(item)
+            item.marking = marking
+        restricted.append(item)
     if restricted:
-        from coordination.audit import audit_read
-
         audit_read(user=request.user, request=request, items=restricted)
-
-
-def marking_now(item) -> str:
-    """The marking in force (a decision's latest marking change, annotated by its queryset)."""
-    return getattr(item, "marking_now", None) or item.marking
 
 
 RECIPIENTS_PREFETCH = ("recipient_agencies", "recipient_people")

@@ -12,6 +12,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from coordination.audit import audit_record
 from coordination.markings import DEFAULT_MARKING, Audience, audience_build, marking_validate
 from coordination.models import Agency, City, User
 from coordination.roles import Capability
@@ -375,8 +376,6 @@ def marking_change_record(
 ) -> None:
     """What every marking change does besides the change itself: the earlier events about the
     item take its new audience, an event announces the change, and the audit log records it."""
-    from coordination.audit import audit_record
-
     event_audience_update(subject=item, audience=after)
     event_append(
         incident=incident,

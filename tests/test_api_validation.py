@@ -161,18 +161,6 @@ def marked_writes(fire, marking) -> list[tuple[str, dict]]:
     ]
 
 
-@pytest.mark.parametrize("marking", ["RED", "AMBER+STRICT"])
-def test_markings_that_need_recipient_lists_are_refused(api, liaison, incident, fire, marking):
-    client = api(liaison)
-    action = action_create(incident_id=incident.pk, user=liaison, title="Cordon", owner_agency=fire)
-    for path, body in marked_writes(fire, marking):
-        with nothing_written():
-            response = client.post(url(incident, path), body)
-        assert_refused(response, "marking")
-        assert "recipient" in str(response.data["marking"])
-    assert Action.objects.get(pk=action.pk).marking == "AMBER"
-
-
 @pytest.mark.parametrize("marking", ["PURPLE", "amber", "TLP:AMBER", "", None, 3])
 def test_an_unknown_marking_is_refused(api, liaison, incident, fire, marking):
     for path, body in marked_writes(fire, marking):
