@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from coordination.models import Action, Agency
+from coordination.models import Agency
 from coordination.roles import Role
 from coordination.services import action_create, decision_record
 from incidents.models import Incident
