@@ -40,6 +40,7 @@ from .forms import (
     TimelineForm,
     TransitionForm,
     form_errors_from,
+    recipients_add,
 )
 from .models import Incident, MethaneReport, TimelineEntry
 from .services import incident_transition, methane_submit, timeline_add
@@ -443,10 +444,11 @@ def decision_create(request: HttpRequest, incident_id: int) -> HttpResponse:
     """Record a joint decision, step by step in the order of the Joint Decision Model."""
     incident = writer_incident(request, incident_id, Capability.LOG_WRITE)
     template = "incidents/forms/decision.html"
+    who = (incident, request.user)
     with timezone.override(incident.city.zone):
         if request.method == "GET":
-            return form_page(request, incident, DecisionForm(), template)
-        form = DecisionForm(request.POST)
+            return form_page(request, incident, recipients_add(DecisionForm(), *who), template)
+        form = recipients_add(DecisionForm(request.POST), *who)
         return submit(
             request,
             incident,
@@ -506,6 +508,7 @@ def methane_create(request: HttpRequest, incident_id: int) -> HttpResponse:
     """A new M/ETHANE report, prefilled from the latest so only what changed needs typing."""
     incident = writer_incident(request, incident_id, Capability.LOG_WRITE)
     template = "incidents/forms/methane.html"
+    who = (incident, request.user)
     with timezone.override(incident.city.zone):
         if request.method == "GET":
             latest = (
@@ -524,9 +527,13 @@ def methane_create(request: HttpRequest, incident_id: int) -> HttpResponse:
                 }
             )
             return form_page(
-                request, incident, MethaneForm(initial=initial), template, latest=latest
+                request,
+                incident,
+                recipients_add(MethaneForm(initial=initial), *who),
+                template,
+                latest=latest,
             )
-        form = MethaneForm(request.POST)
+        form = recipients_add(MethaneForm(request.POST), *who)
         return submit(
             request,
             incident,
@@ -555,14 +562,18 @@ def participating_agencies(incident: Incident, user: Any) -> QuerySet:
 def action_new(request: HttpRequest, incident_id: int) -> HttpResponse:
     incident = writer_incident(request, incident_id, Capability.LOG_WRITE)
     template = "incidents/forms/action.html"
+    who = (incident, request.user)
     agencies = participating_agencies(incident, request.user)
     with timezone.override(incident.city.zone):
         if request.method == "GET":
             initial = {"owner_agency": request.user.agency_id}  # type: ignore[union-attr]
             return form_page(
-                request, incident, ActionForm(agencies=agencies, initial=initial), template
+                request,
+                incident,
+                recipients_add(ActionForm(agencies=agencies, initial=initial), *who),
+                template,
             )
-        form = ActionForm(request.POST, agencies=agencies)
+        form = recipients_add(ActionForm(request.POST, agencies=agencies), *who)
         return submit(
             request,
             incident,
@@ -604,10 +615,11 @@ def action_status(request: HttpRequest, incident_id: int, action_id: int) -> Htt
 def timeline_new(request: HttpRequest, incident_id: int) -> HttpResponse:
     incident = writer_incident(request, incident_id, Capability.LOG_WRITE)
     template = "incidents/forms/timeline.html"
+    who = (incident, request.user)
     with timezone.override(incident.city.zone):
         if request.method == "GET":
-            return form_page(request, incident, TimelineForm(), template)
-        form = TimelineForm(request.POST)
+            return form_page(request, incident, recipients_add(TimelineForm(), *who), template)
+        form = recipients_add(TimelineForm(request.POST), *who)
         return submit(
             request,
             incident,

@@ -288,3 +288,53 @@ def test_item_marking_change_refuses_people_outside_the_incident(incident, liais
         )
     assert "recipient_people" in refused.value.message_dict  # type: ignore[attr-defined]
     assert TimelineEntry.objects.get(pk=entry.pk).marking == "AMBER"
+
+
+# --- the page forms -------------------------------------------------------------------------------
+
+
+def test_the_timeline_form_names_recipients(client, incident, liaison, commander, outsider):
+    client.force_login(liaison)
+    path = f"/incidents/{incident.pk}/timeline/new/"
+    form = client.get(path).content.decode()
+    assert 'name="recipient_people"' in form and 'name="recipient_agencies"' in form
+    assert outsider.username not in form  # only people of agencies taking part are offered
+
+    response = client.post(
+        path,
+        {
+            "text": "Source inside",
+            "category": "information",
+            "marking": "RED",
+            "recipient_people": [commander.pk],
+        },
+    )
+    assert response.status_code == 302
+    entry = TimelineEntry.objects.get(text="Source inside")
+    assert entry.current_audience().people == tuple(sorted([commander.pk, liaison.pk]))
+
+    refused = client.post(
+        path,
+        {
+            "text": "Wrong list",
+            "category": "information",
+            "marking": "AMBER",
+            "recipient_people": [commander.pk],
+        },
+    )
+    assert refused.status_code == 400
+    assert "Name people only for RED" in refused.content.decode()
+    assert not TimelineEntry.objects.filter(text="Wrong list").exists()
+
+
+def test_the_dashboard_shows_the_marking_in_force_and_its_recipients(
+    client, incident, liaison, commander
+):
+    entry = decision_record(incident_id=incident.pk, author=liaison, **decision_fields())
+    decision_marking_change(
+        decision_id=entry.pk, user=liaison, marking="RED", recipient_people=[commander]
+    )
+    client.force_login(commander)
+    page = client.get(f"/incidents/{incident.pk}/panels/decisions/").content.decode()
+    assert "TLP:RED" in page
+    assert f"{commander} ({commander.agency.short_name})" in page
