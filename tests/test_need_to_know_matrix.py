@@ -207,6 +207,9 @@ RULES: dict[str, Rule] = {
     "activations": Rule(),
     "activation-new": Rule(),
     "rotas": Rule(),
+    # The audit log: the matrix's own restricted reads are in it by the time it is requested.
+    "audit-log": Rule(),
+    "audit-export": Rule(),
     "health": Rule(skip="reports whether the platform runs (503 without a worker); no items"),
 }
 for _name in [
@@ -367,7 +370,8 @@ def test_no_route_shows_anyone_what_they_may_not_read(settings):
     found: list[str] = []
     shown: dict[tuple[str, str], bool] = {}
     requests = 0
-    for name, _pattern in all_routes():
+    # The audit log last, once the reads and refusals above are recorded in it.
+    for name, _pattern in sorted(all_routes(), key=lambda route: route[0].startswith("audit-")):
         rule = rule_for(name)
         assert rule is not None
         if rule.skip:
@@ -384,7 +388,10 @@ def test_no_route_shows_anyone_what_they_may_not_read(settings):
                 response = getattr(clients[reader], method)(url, content_type="application/json")
                 requests += 1
                 assert response.status_code < 500, (name, reader, url, response.status_code)
-                body = response.content.decode("utf-8", errors="replace")
+                raw = (
+                    b"".join(response.streaming_content) if response.streaming else response.content
+                )
+                body = raw.decode("utf-8", errors="replace")
                 for secret in leaks(body, reader, world):
                     found.append(f"{reader} {method.upper()} {url} ({name}): {secret}")
                 if rule.shows and method == "get":
