@@ -338,3 +338,54 @@ def test_the_dashboard_shows_the_marking_in_force_and_its_recipients(
     page = client.get(f"/incidents/{incident.pk}/panels/decisions/").content.decode()
     assert "TLP:RED" in page
     assert f"{commander} ({commander.agency.short_name})" in page
+
+
+# --- edge cases -----------------------------------------------------------------------------------
+
+
+def test_a_superuser_cannot_re_mark_what_no_agency_of_theirs_wrote(api, incident, liaison):
+    root = UserFactory(username="root2", agency=None, is_superuser=True, is_staff=True)
+    entry = timeline_add(incident_id=incident.pk, user=liaison, text="Cordon up")
+    response = api(root).post(
+        url(incident, f"timeline/{entry.pk}/marking/"), {"marking": "CLEAR"}, format="json"
+    )
+    assert response.status_code == 403
+    assert TimelineEntry.objects.get(pk=entry.pk).marking == "AMBER"
+
+
+def test_recipients_of_another_city_do_not_exist(api, incident, liaison, oslo_police):
+    stranger = UserFactory(username="oslo-gold", agency=oslo_police)
+    for body in (
+        {"marking": "RED", "recipient_people": [stranger.pk]},
+        {"marking": "AMBER+STRICT", "recipient_agencies": [oslo_police.pk]},
+        {"marking": "RED", "recipient_people": "everyone"},
+    ):
+        response = api(liaison).post(
+            url(incident, "timeline/"), {"text": "x", **body}, format="json"
+        )
+        assert response.status_code == 400, response.data
+        assert set(response.data) & {"recipient_people", "recipient_agencies"}
+    assert not TimelineEntry.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "audience",
+    [None, {}, {"people": "7"}, {"people": [[7]]}, {"agencies": None, "people": None}, "RED"],
+)
+def test_a_restricted_live_event_with_a_malformed_audience_reaches_nobody(audience):
+    from comms.consumers import EventReader
+
+    message = {"type": "event", "event": {"seq": 9, "marking": "RED", "payload": {"x": "s"}}}
+    if audience is not None:
+        message["audience"] = audience
+    reader = EventReader(user_id=7, agency_id=3)
+    assert reader(message) == {"type": "event", "event": {"seq": 9, "kind": "hidden"}}
+
+
+def test_a_named_reader_gets_the_event_without_its_audience():
+    from comms.consumers import EventReader
+
+    event = {"seq": 4, "marking": "AMBER+STRICT", "payload": {"x": "s"}}
+    message = {"type": "event", "event": event, "audience": {"agencies": [3], "people": []}}
+    assert EventReader(user_id=1, agency_id=3)(message) == {"type": "event", "event": event}
+    assert EventReader(user_id=1, agency_id=4)(message)["event"] == {"seq": 4, "kind": "hidden"}
