@@ -10,8 +10,9 @@ Messages from server to client (JSON text frames; the browser client and alertin
     interrupted: compare and replay again.
 ``{"type": "event", "event": {...}}``
     One incident event, as ``/api/v1/incidents/<id>/events/`` shows it. An event whose marking
-    this connection may not read arrives as ``{"seq": n, "kind": "hidden"}`` so the numbering has
-    no false gap. Two changes committed at the same moment may arrive in either order: apply
+    this connection's user may not read (AMBER+STRICT without their agency named, RED without
+    them named) arrives as ``{"seq": n, "kind": "hidden"}`` so the numbering has no false gap.
+    Two changes committed at the same moment may arrive in either order: apply
     events by ``seq``, replay when one is missing, ignore a ``seq`` already applied.
 ``{"type": "presence", "present": [{"user_id", "name", "agency_id", "agency"}, ...]}``
     Everyone with this incident's dashboard open, one entry per person; sent after connecting
@@ -29,6 +30,7 @@ is dropped without a close frame (1006; 4408 under servers other than uvicorn): 
 
 import asyncio
 import random
+import weakref
 from importlib import import_module
 from typing import Any
 
@@ -39,7 +41,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.utils import await_many_dispatch
 from django.conf import settings
 
-from coordination.markings import OPEN_TO_PARTICIPANTS
+from coordination.markings import OPEN_TO_PARTICIPANTS, Audience
 from ctpn.realtime import encode, incident_topic, user_topic
 from incidents.events import event_placeholder
 from incidents.models import Incident
@@ -67,17 +69,73 @@ class Refused(Exception):
         self.code = code
 
 
-def hide_unreadable_events(message: dict[str, Any]) -> dict[str, Any] | None:
-    """Deny by default: an event whose marking participants may not read becomes a placeholder.
+# The two forms of the event message last seen: without its audience, and as a placeholder.
+# Built once per message for every reader of every incident (the hub dispatches one message at a
+# time, and keeps the message alive while it does), so their encodings can be shared too.
+_variants_of: tuple[dict[str, Any], dict[str, Any], dict[str, Any]] | None = None
 
-    Shared by every connection of an incident, so the hub computes its result once per message.
+
+def _variants(message: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    global _variants_of
+    if _variants_of is None or _variants_of[0] is not message:
+        readable = {key: value for key, value in message.items() if key != "audience"}
+        event = message.get("event") or {}
+        hidden = {"type": "event", "event": event_placeholder(event.get("seq"))}
+        _variants_of = (message, readable, hidden)
+    return _variants_of[1], _variants_of[2]
+
+
+class EventReader:
+    """The live filter of one person: events they may read pass, the rest become placeholders.
+
+    A restricted event's message carries its ``audience`` (recipient agency and people ids,
+    see ``incidents.events.event_publish``); it is stripped from what every client receives.
+    Deny by default: a restricted event without an audience, or an unknown marking, is hidden.
+    One reader is shared by every connection of the same person in this process
+    (``reader_for``), so the hub runs it once per message per person, not per socket.
     """
-    if message.get("type") != "event":
-        return message
-    event = message.get("event") or {}
-    if event.get("marking") in OPEN_TO_PARTICIPANTS:
-        return message
-    return {"type": "event", "event": event_placeholder(event.get("seq"))}
+
+    def __init__(self, *, user_id: int | None, agency_id: int | None) -> None:
+        self.user_id = user_id
+        self.agency_id = agency_id
+
+    def __call__(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        if message.get("type") != "event":
+            return message
+        event = message.get("event") or {}
+        marking = event.get("marking")
+        if marking in OPEN_TO_PARTICIPANTS and "audience" not in message:
+            return message
+        readable, hidden = _variants(message)
+        audience = message.get("audience") or {}
+        try:
+            admitted = Audience(
+                marking=str(marking),
+                agencies=tuple(audience.get("agencies") or ()),
+                people=tuple(audience.get("people") or ()),
+            ).admits(user_id=self.user_id, agency_id=self.agency_id)
+        except (AttributeError, TypeError):  # a malformed audience: nobody reads it
+            admitted = False
+        return readable if admitted else hidden
+
+
+_readers: "weakref.WeakValueDictionary[tuple[int | None, int | None], EventReader]" = (
+    weakref.WeakValueDictionary()
+)
+
+
+def reader_for(*, user_id: int | None, agency_id: int | None) -> EventReader:
+    """The process's live filter for this person (kept while one of their connections is open)."""
+    key = (user_id, agency_id)
+    reader = _readers.get(key)
+    if reader is None:
+        reader = EventReader(user_id=user_id, agency_id=agency_id)
+        _readers[key] = reader
+    return reader
+
+
+# Someone named on nothing: reads the open markings only.
+hide_unreadable_events = EventReader(user_id=None, agency_id=None)
 
 
 class TopicConsumer(AsyncWebsocketConsumer):
@@ -246,7 +304,10 @@ class IncidentConsumer(TopicConsumer):
         return [incident_topic(self.incident_id), user_topic(user.pk)]
 
     def message_filter(self) -> MessageFilter | None:
-        return hide_unreadable_events
+        user = self.scope["user"]
+        # The person as they were at connect: a change of agency ends visibility of the
+        # incident or not; either way the periodic re-check closes a connection that lost it.
+        return reader_for(user_id=user.pk, agency_id=user.agency_id)
 
     async def still_allowed(self, user) -> int | None:
         visible = await self._person_if_visible(user, self.incident_id)

@@ -262,6 +262,9 @@ class Hub:
             return
         as_is = (raw, text_frame(payload))
         rendered: dict[MessageFilter, tuple[str, bytes] | None] = {}
+        # Different filters (one per reader) often give the same result object (e.g. one
+        # placeholder for everyone not named): each distinct result is encoded once.
+        encoded: dict[int, tuple[dict[str, Any], tuple[str, bytes]]] = {}
         # A copy: delivering may cut a connection off, which unregisters it.
         for connection in list(members):
             message_filter = connection.message_filter
@@ -275,9 +278,12 @@ class Hub:
                     out = None
                 elif result is message:
                     out = as_is
+                elif id(result) in encoded:
+                    out = encoded[id(result)][1]
                 else:
                     text = encode(result)
                     out = (text, text_frame(text.encode()))
+                    encoded[id(result)] = (result, out)  # holds the result: its id stays unique
                 rendered[message_filter] = out
             if out is not None:
                 connection.deliver(*out)

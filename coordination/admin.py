@@ -32,6 +32,15 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class NeedToKnowAdmin(ReadOnlyAdmin):
+    """Read-only, and through the access rule like every other read: a superuser is shown a RED
+    or AMBER+STRICT item only if named on it."""
+
+    def get_queryset(self, request):
+        readable = self.model.objects.visible_to(request.user).values("pk")
+        return super().get_queryset(request).filter(pk__in=readable)
+
+
 class ReadOnlyInline(admin.TabularInline):
     extra = 0
     can_delete = False
@@ -89,7 +98,7 @@ class DecisionPositionInline(ReadOnlyInline):
 
 
 @admin.register(Decision)
-class DecisionAdmin(ReadOnlyAdmin):
+class DecisionAdmin(NeedToKnowAdmin):
     list_display = ["__str__", "incident", "decision", "author_agency", "decided_at", "marking"]
     list_filter = ["marking", "author_agency"]
     list_select_related = ["incident", "author_agency"]
@@ -98,7 +107,7 @@ class DecisionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Action)
-class ActionAdmin(ReadOnlyAdmin):
+class ActionAdmin(NeedToKnowAdmin):
     list_display = ["title", "incident", "owner_agency", "status", "due_at", "marking"]
     list_filter = ["status", "owner_agency"]
     list_select_related = ["incident", "owner_agency"]

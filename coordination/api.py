@@ -8,7 +8,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from ctpn.api import validated
-from incidents.api import INCIDENT_PATH_PARAMETER, IncidentScopedViewSet
+from incidents.api import INCIDENT_PATH_PARAMETER, RECIPIENTS_PREFETCH, IncidentScopedViewSet
 
 from .models import Action, Agency, City, Decision, DecisionPosition, User
 from .roles import Capability
@@ -19,18 +19,22 @@ from .serializers import (
     AgencyCreateSerializer,
     AgencySerializer,
     DecisionInputSerializer,
+    DecisionMarkingChangeSerializer,
     DecisionPositionInputSerializer,
     DecisionPositionSerializer,
     DecisionSerializer,
+    MarkingChangeSerializer,
     MeSerializer,
     UserCreateSerializer,
     UserSerializer,
 )
 from .services import (
     action_create,
+    action_marking_change,
     action_update,
     agency_create,
     decision_log_verify,
+    decision_marking_change,
     decision_position_record,
     decision_record,
     user_create,
@@ -134,14 +138,33 @@ class DecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Incident
         "verify": Capability.VIEW,
         "create": Capability.LOG_WRITE,
         "positions": Capability.LOG_WRITE,
+        "marking": Capability.LOG_WRITE,
     }
 
     def item_queryset(self, queryset):
         return (
             queryset.select_related("author", "author_agency", "superseded_by")
-            .prefetch_related("positions__agency")
+            .prefetch_related(
+                "positions__agency",
+                *RECIPIENTS_PREFETCH,
+                "marking_changes__recipient_agencies",
+                "marking_changes__recipient_people",
+            )
             .order_by("sequence")
         )
+
+    @extend_schema(request=DecisionMarkingChangeSerializer, responses={200: DecisionSerializer})
+    @action(detail=True, methods=["post"])
+    def marking(self, request, incident_pk=None, pk=None):
+        """Raise or lower the decision's marking (the author's agency only; audited).
+
+        The entry stays as recorded: a hash-chained marking change is appended, and the latest
+        one is the marking in force.
+        """
+        entry = self.get_object()
+        data = validated(DecisionMarkingChangeSerializer, request)
+        decision_marking_change(decision_id=entry.pk, user=request.user, **data)
+        return Response(self.get_serializer(self.get_queryset().get(pk=entry.pk)).data)
 
     @extend_schema(request=DecisionInputSerializer, responses={201: DecisionSerializer})
     def create(self, request, incident_pk=None):
@@ -202,10 +225,24 @@ class ActionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IncidentSc
         "retrieve": Capability.VIEW,
         "create": Capability.LOG_WRITE,
         "partial_update": Capability.LOG_WRITE,
+        "marking": Capability.LOG_WRITE,
     }
 
     def item_queryset(self, queryset):
-        return queryset.select_related("owner_agency", "owner").order_by("due_at", "id")
+        return (
+            queryset.select_related("owner_agency", "owner")
+            .prefetch_related(*RECIPIENTS_PREFETCH)
+            .order_by("due_at", "id")
+        )
+
+    @extend_schema(request=MarkingChangeSerializer, responses={200: ActionSerializer})
+    @action(detail=True, methods=["post"])
+    def marking(self, request, incident_pk=None, pk=None):
+        """Raise or lower the action's marking (the creator's agency only; audited)."""
+        action_obj = self.get_object()
+        data = validated(MarkingChangeSerializer, request)
+        action_marking_change(action_id=action_obj.pk, user=request.user, **data)
+        return Response(self.get_serializer(self.get_queryset().get(pk=action_obj.pk)).data)
 
     @extend_schema(request=ActionInputSerializer, responses={201: ActionSerializer})
     def create(self, request, incident_pk=None):

@@ -138,8 +138,18 @@ def _entry(
             raise TypeError("Audit target must be a model instance.")
         entry.target_type = target._meta.label_lower
         entry.target_id = str(target.pk)[:64]
-        entry.target_label = str(target)[:LABEL_MAX]
+        entry.target_label = target_label(target)[:LABEL_MAX]
     return entry
+
+
+def target_label(target: models.Model) -> str:
+    """How the log names its target. An item carrying a handling marking is named by its kind
+    and id, never by its content (a timeline entry's text, an action's title): the log is read
+    by administrators who may not be named on a RED or AMBER+STRICT item, and a marking raised
+    later could not take back a label already written."""
+    if any(field.name == "marking" for field in target._meta.get_fields()):
+        return f"{target._meta.verbose_name} {target.pk}"
+    return str(target)
 
 
 def client_ip(meta: dict) -> str | None:

@@ -9,6 +9,11 @@ from django.db import DEFAULT_DB_ALIAS, connections
 APPEND_ONLY_TABLES = (
     "coordination_decision",
     "coordination_decisionposition",
+    "coordination_decision_recipient_agencies",
+    "coordination_decision_recipient_people",
+    "coordination_decisionmarkingchange",
+    "coordination_decisionmarkingchange_recipient_agencies",
+    "coordination_decisionmarkingchange_recipient_people",
     # The security audit log (its chain head row moves with every append, so it has no trigger).
     "coordination_auditentry",
 )

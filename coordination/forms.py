@@ -59,7 +59,16 @@ class DecisionForm(forms.Form):
         ("Options and contingencies", []),
         (
             "Decision and rationale",
-            ["decision", "rationale", "decided_at", "late_entry_reason", "review_by", "marking"],
+            [
+                "decision",
+                "rationale",
+                "decided_at",
+                "late_entry_reason",
+                "review_by",
+                "marking",
+                "recipient_agencies",
+                "recipient_people",
+            ],
         ),
     ]
     OPTIONS_STEP = 3
@@ -91,7 +100,8 @@ class DecisionForm(forms.Form):
             {
                 "number": number,
                 "title": title,
-                "fields": [self[name] for name in names],
+                # Recipient lists exist once the view has offered the incident's agencies.
+                "fields": [self[name] for name in names if name in self.fields],
                 "options": self.option_rows() if number - 1 == self.OPTIONS_STEP else None,
             }
             for number, (title, names) in enumerate(self.STEPS, start=1)
@@ -133,6 +143,8 @@ class DecisionForm(forms.Form):
             "late_entry_reason": data.get("late_entry_reason") or "",
             "review_by": data.get("review_by"),
             "marking": data["marking"],
+            "recipient_agencies": list(data.get("recipient_agencies") or []),
+            "recipient_people": list(data.get("recipient_people") or []),
         }
 
     # The service names some fields differently from the form.

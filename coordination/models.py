@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
-from .markings import DEFAULT_MARKING, Marking
+from .markings import DEFAULT_MARKING, Audience, Marking
 from .querysets import (
     ActionQuerySet,
     AgencyQuerySet,
@@ -23,6 +23,9 @@ from .querysets import (
 from .roles import Role
 
 GENESIS_HASH = "0" * 64
+
+# (agency ids, people ids) named by a restricted marking.
+Recipients = tuple[tuple[int, ...] | list[int], tuple[int, ...] | list[int]]
 
 
 def validate_time_zone(value: str) -> None:
@@ -182,7 +185,18 @@ class Decision(models.Model):
         related_name="superseded_by",
         help_text="The earlier entry this one corrects.",
     )
-    marking = models.CharField(max_length=16, choices=Marking.choices, default=DEFAULT_MARKING)
+    marking = models.CharField(
+        max_length=16,
+        choices=Marking.choices,
+        default=DEFAULT_MARKING,
+        help_text="The marking it was recorded with; a later marking change takes precedence.",
+    )
+    recipient_agencies = models.ManyToManyField(
+        Agency, blank=True, related_name="+", help_text="AMBER+STRICT: the agencies named."
+    )
+    recipient_people = models.ManyToManyField(
+        User, blank=True, related_name="+", help_text="RED: the people named."
+    )
     prev_hash = models.CharField(max_length=64)
     entry_hash = models.CharField(max_length=64, unique=True)
 
@@ -203,11 +217,15 @@ class Decision(models.Model):
     def label(self) -> str:
         return str(self)
 
-    def canonical_content(self, positions: list[tuple[int, str, str]]) -> str:
+    def canonical_content(
+        self, positions: list[tuple[int, str, str]], recipients: Recipients = ((), ())
+    ) -> str:
         """The entry as one deterministic string: what the hash covers.
 
-        ``positions`` are (agency id, stance, statement) triples, because they are hashed before
-        their rows exist.
+        ``positions`` are (agency id, stance, statement) triples and ``recipients`` the (agency
+        ids, people ids) the marking names, because they are hashed before their rows exist.
+        Recipient lists are part of the content only when there are some, so entries recorded
+        before recipient lists existed keep their hash.
         """
 
         def instant(value: datetime | None) -> str | None:
@@ -233,11 +251,38 @@ class Decision(models.Model):
             "marking": self.marking,
             "positions": sorted([list(position) for position in positions]),
         }
+        agencies, people = recipients
+        if agencies:
+            content["recipient_agencies"] = sorted(agencies)
+        if people:
+            content["recipient_people"] = sorted(people)
         return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
-    def compute_hash(self, positions: list[tuple[int, str, str]]) -> str:
-        payload = f"{self.prev_hash}\n{self.canonical_content(positions)}"
+    def compute_hash(
+        self, positions: list[tuple[int, str, str]], recipients: Recipients = ((), ())
+    ) -> str:
+        payload = f"{self.prev_hash}\n{self.canonical_content(positions, recipients)}"
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+    def stored_recipients(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The recipient lists recorded with the entry (uses a prefetch when there is one)."""
+        return (
+            tuple(sorted(a.pk for a in self.recipient_agencies.all())),
+            tuple(sorted(p.pk for p in self.recipient_people.all())),
+        )
+
+    def current_audience(self) -> Audience:
+        """The marking and recipients in force: those of the latest marking change, if any.
+
+        Uses ``marking_changes`` prefetched in order when there is such a prefetch.
+        """
+        changes = list(self.marking_changes.all())
+        if changes:
+            latest = max(changes, key=lambda change: change.pk)
+            agencies, people = latest.stored_recipients()
+            return Audience(marking=latest.marking, agencies=agencies, people=people)
+        agencies, people = self.stored_recipients()
+        return Audience(marking=self.marking, agencies=agencies, people=people)
 
     def stored_positions(self) -> list[tuple[int, str, str]]:
         """The positions recorded with the entry (those taken later carry their own hash)."""
@@ -316,6 +361,55 @@ class DecisionPosition(models.Model):
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+class DecisionMarkingChange(models.Model):
+    """A raise or a lowering of a joint decision's handling marking, by the author's agency.
+
+    The decision itself is append-only, so its marking is never edited: the latest change is the
+    marking in force. Append-only like positions recorded later, and chained the same way: each
+    change stores the SHA-256 of its content and of the hash before it (the decision's hash for
+    the first change, the previous change's after that).
+    """
+
+    decision = models.ForeignKey(Decision, on_delete=models.PROTECT, related_name="marking_changes")
+    marking = models.CharField(max_length=16, choices=Marking.choices)
+    recipient_agencies = models.ManyToManyField(Agency, blank=True, related_name="+")
+    recipient_people = models.ManyToManyField(User, blank=True, related_name="+")
+    reason = models.TextField(blank=True)
+    changed_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    changed_at = models.DateTimeField()
+    prev_hash = models.CharField(max_length=64)
+    entry_hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["decision", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.decision} marked {self.marking}"
+
+    def canonical_content(self, recipients: Recipients) -> str:
+        agencies, people = recipients
+        content = {
+            "decision": self.decision_id,
+            "marking": self.marking,
+            "recipient_agencies": sorted(agencies),
+            "recipient_people": sorted(people),
+            "reason": self.reason,
+            "changed_by": self.changed_by_id,
+            "changed_at": self.changed_at.astimezone(UTC).isoformat(),
+        }
+        return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    def compute_hash(self, recipients: Recipients) -> str:
+        payload = f"{self.prev_hash}\n{self.canonical_content(recipients)}"
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+    def stored_recipients(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        return (
+            tuple(sorted(a.pk for a in self.recipient_agencies.all())),
+            tuple(sorted(p.pk for p in self.recipient_people.all())),
+        )
+
+
 class ActionStatus(models.TextChoices):
     OPEN = "open", "Open"
     IN_PROGRESS = "in_progress", "In progress"
@@ -342,6 +436,12 @@ class Action(models.Model):
         Decision, on_delete=models.PROTECT, null=True, blank=True, related_name="actions"
     )
     marking = models.CharField(max_length=16, choices=Marking.choices, default=DEFAULT_MARKING)
+    recipient_agencies = models.ManyToManyField(
+        Agency, blank=True, related_name="+", help_text="AMBER+STRICT: the agencies named."
+    )
+    recipient_people = models.ManyToManyField(
+        User, blank=True, related_name="+", help_text="RED: the people named."
+    )
     created_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
@@ -354,6 +454,13 @@ class Action(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+    def current_audience(self) -> Audience:
+        return Audience(
+            marking=self.marking,
+            agencies=tuple(sorted(a.pk for a in self.recipient_agencies.all())),
+            people=tuple(sorted(p.pk for p in self.recipient_people.all())),
+        )
 
     def is_overdue(self, now: datetime) -> bool:
         return (

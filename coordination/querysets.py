@@ -1,10 +1,13 @@
 """Reads of the coordination app, each through ``visible_to(user)``."""
 
+from django.apps import apps
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 
-from incidents.querysets import IncidentItemQuerySet
+from incidents.querysets import IncidentItemQuerySet, named_q
 
+from .markings import OPEN_TO_PARTICIPANTS
 from .roles import Role
 
 
@@ -33,7 +36,30 @@ class UserQuerySet(models.QuerySet):
 
 
 class DecisionQuerySet(IncidentItemQuerySet):
-    pass
+    def with_current_marking(self) -> "DecisionQuerySet":
+        """Annotate ``marking_now`` (the marking in force) and ``marking_change_id`` (the latest
+        marking change, whose recipient lists then apply; None: the entry's own lists apply)."""
+        Change = apps.get_model("coordination", "DecisionMarkingChange")
+        latest = Change.objects.filter(decision_id=OuterRef("pk")).order_by("-pk")
+        return self.annotate(
+            marking_change_id=Subquery(latest.values("pk")[:1]),
+            marking_now=Coalesce(Subquery(latest.values("marking")[:1]), F("marking")),
+        )
+
+    def marked_for(self, user) -> "DecisionQuerySet":
+        # The entry is append-only, so a raised or lowered marking lives in its latest marking
+        # change: the rule reads the marking in force, never the one recorded first.
+        Decision = self.model
+        Change = apps.get_model("coordination", "DecisionMarkingChange")
+        unchanged = Q(marking_change_id__isnull=True) & named_q(
+            Decision, user, marking="marking_now"
+        )
+        changed = Q(marking_change_id__isnull=False) & named_q(
+            Change, user, owner="marking_change_id", marking="marking_now"
+        )
+        return self.with_current_marking().filter(
+            Q(marking_now__in=OPEN_TO_PARTICIPANTS) | unchanged | changed
+        )
 
 
 class ActionQuerySet(IncidentItemQuerySet):

@@ -18,6 +18,24 @@ from .roles import Capability, Role, user_can
 from .validation import EARLIEST_INSTANT
 
 
+def recipient_fields() -> dict[str, serializers.Field]:
+    """Input fields naming who may read a restricted item, checked by the service."""
+    return {
+        "recipient_agencies": VisibleRelatedField(
+            queryset=Agency.objects.all(),
+            many=True,
+            required=False,
+            help_text="AMBER+STRICT: the agencies that may read it besides the author's own.",
+        ),
+        "recipient_people": VisibleRelatedField(
+            queryset=User.objects.all(),
+            many=True,
+            required=False,
+            help_text="RED: the people who may read it besides the author.",
+        ),
+    }
+
+
 class VisibleRelatedField(serializers.PrimaryKeyRelatedField):
     """A primary key that resolves only among objects the requesting user may see.
 
@@ -168,13 +186,33 @@ class OptionSerializer(serializers.Serializer):
     reason = serializers.CharField()
 
 
-class DecisionSerializer(serializers.ModelSerializer):
+class RecipientsMixin(serializers.Serializer):
+    """The marking in force and its recipient lists (agency and people ids)."""
+
+    marking = serializers.SerializerMethodField()
+    recipient_agencies = serializers.SerializerMethodField()
+    recipient_people = serializers.SerializerMethodField()
+
+    def get_marking(self, item) -> str:
+        return item.current_audience().marking
+
+    def get_recipient_agencies(self, item) -> list[int]:
+        return list(item.current_audience().agencies)
+
+    def get_recipient_people(self, item) -> list[int]:
+        return list(item.current_audience().people)
+
+
+class DecisionSerializer(RecipientsMixin, serializers.ModelSerializer):
     label = serializers.CharField(read_only=True)  # type: ignore[assignment]
     options = OptionSerializer(many=True, read_only=True)
     author_name = serializers.CharField(source="author.__str__", read_only=True)
     author_agency_name = serializers.CharField(source="author_agency.short_name", read_only=True)
     superseded_by = serializers.SerializerMethodField()
     positions = DecisionPositionSerializer(many=True, read_only=True)
+    recorded_marking = serializers.CharField(
+        source="marking", read_only=True, help_text="The marking the entry was recorded with."
+    )
 
     class Meta:
         model = Decision
@@ -202,6 +240,9 @@ class DecisionSerializer(serializers.ModelSerializer):
             "supersedes",
             "superseded_by",
             "marking",
+            "recorded_marking",
+            "recipient_agencies",
+            "recipient_people",
             "prev_hash",
             "entry_hash",
         ]
@@ -233,6 +274,7 @@ class DecisionInputSerializer(serializers.Serializer):
     agreed_by = VisibleRelatedField(queryset=Agency.objects.all(), many=True, required=False)
     dissents = DissentSerializer(many=True, required=False)
     marking = serializers.ChoiceField(choices=Marking.choices, default=DEFAULT_MARKING)
+    recipient_agencies, recipient_people = recipient_fields().values()
     supersedes = VisibleRelatedField(
         queryset=Decision.objects.all(),
         required=False,
@@ -241,7 +283,7 @@ class DecisionInputSerializer(serializers.Serializer):
     )
 
 
-class ActionSerializer(serializers.ModelSerializer):
+class ActionSerializer(RecipientsMixin, serializers.ModelSerializer):
     owner_agency_name = serializers.CharField(source="owner_agency.short_name", read_only=True)
     owner_name = serializers.CharField(source="owner.__str__", default=None, read_only=True)
 
@@ -260,6 +302,8 @@ class ActionSerializer(serializers.ModelSerializer):
             "status",
             "decision",
             "marking",
+            "recipient_agencies",
+            "recipient_people",
             "created_by",
             "created_at",
             "updated_at",
@@ -276,6 +320,20 @@ class ActionInputSerializer(serializers.Serializer):
     due_at = InstantField(required=False, allow_null=True)
     decision = VisibleRelatedField(queryset=Decision.objects.all(), required=False, allow_null=True)
     marking = serializers.ChoiceField(choices=Marking.choices, default=DEFAULT_MARKING)
+    recipient_agencies, recipient_people = recipient_fields().values()
+
+
+class MarkingChangeSerializer(serializers.Serializer):
+    """A new marking for an item, with the recipients it names (as when recording one)."""
+
+    marking = serializers.ChoiceField(choices=Marking.choices)
+    recipient_agencies, recipient_people = recipient_fields().values()
+
+
+class DecisionMarkingChangeSerializer(MarkingChangeSerializer):
+    reason = serializers.CharField(
+        required=False, allow_blank=True, default="", help_text="Why the marking changes."
+    )
 
 
 class ActionPatchSerializer(serializers.Serializer):

@@ -13,7 +13,13 @@ from django.utils import timezone
 
 from ctpn.errors import Conflict
 from incidents.events import event_append
-from incidents.services import incident_lock_for_write
+from incidents.services import (
+    audience_for,
+    incident_lock_for_write,
+    marking_change_record,
+    marking_change_require,
+    recipients_store,
+)
 
 from .markings import DEFAULT_MARKING, marking_validate
 from .models import (
@@ -24,6 +30,7 @@ from .models import (
     AgencyType,
     City,
     Decision,
+    DecisionMarkingChange,
     DecisionPosition,
     RoleAssignment,
     Stance,
@@ -75,6 +82,8 @@ def decision_record(
     agreed_by: Sequence[Agency] = (),
     dissents: Sequence[tuple[Agency, str]] = (),
     marking: str = DEFAULT_MARKING,
+    recipient_agencies: Sequence[Agency] = (),
+    recipient_people: Sequence[User] = (),
     supersedes: Decision | None = None,
 ) -> Decision:
     """Append a joint decision to the incident's log, chained to the entry before it."""
@@ -123,6 +132,13 @@ def decision_record(
         if outsiders:
             field = "agreed_by" if positions[outsiders[0]][1] == Stance.AGREE else "dissents"
             raise ValidationError({field: ["Only participating agencies can agree or dissent."]})
+        audience = audience_for(
+            incident,
+            author=author,
+            marking=marking,
+            recipient_agencies=recipient_agencies,
+            recipient_people=recipient_people,
+        )
         if supersedes is not None:
             if supersedes.incident_id != incident.pk:
                 raise ValidationError(
@@ -155,19 +171,24 @@ def decision_record(
             marking=marking,
             prev_hash=last.entry_hash if last else GENESIS_HASH,
         )
-        entry.entry_hash = entry.compute_hash(list(positions.values()))
+        # The recipient lists are part of the hashed content: who may read an entry is as
+        # much part of the record as what it says.
+        entry.entry_hash = entry.compute_hash(
+            list(positions.values()), (audience.agencies, audience.people)
+        )
         entry.save()
         DecisionPosition.objects.bulk_create(
             DecisionPosition(decision=entry, agency_id=pk, stance=stance, statement=statement)
             for pk, stance, statement in positions.values()
         )
+        recipients_store(entry, audience)
         event_append(
             incident=incident,
             kind="decision.recorded",
             payload=dict(DecisionSerializer(entry).data),
             actor=author,
             subject=entry,
-            marking=marking,
+            audience=audience,
         )
     return entry
 
@@ -251,7 +272,7 @@ def decision_position_record(
             },
             actor=user,
             subject=entry,
-            marking=entry.marking,
+            audience=entry.current_audience(),
         )
     return record
 
@@ -282,7 +303,13 @@ def decision_log_verify(*, incident_id: int) -> ChainReport:
     entries = (
         Decision.objects.filter(incident_id=incident_id)
         .order_by("sequence")
-        .prefetch_related("positions")
+        .prefetch_related(
+            "positions",
+            "recipient_agencies",
+            "recipient_people",
+            "marking_changes__recipient_agencies",
+            "marking_changes__recipient_people",
+        )
     )
     later_hashes: set[str] = set()
 
@@ -302,22 +329,30 @@ def decision_log_verify(*, incident_id: int) -> ChainReport:
             problem = f"entry {count} is missing: the next entry is numbered {entry.sequence}"
         elif entry.prev_hash != expected_prev:
             problem = "its link to the previous entry does not match that entry's hash"
-        elif entry.compute_hash(entry.stored_positions()) != entry.entry_hash:
+        elif (
+            entry.compute_hash(entry.stored_positions(), entry.stored_recipients())
+            != entry.entry_hash
+        ):
             problem = "its content no longer matches its hash: it was changed after recording"
         else:
-            problem = _later_positions_check(entry, later_hashes)
+            problem = _later_positions_check(entry, later_hashes) or _marking_changes_check(
+                entry, later_hashes
+            )
         if problem:
             return broken(entry, count, problem)
         expected_prev = entry.entry_hash
 
     announced = IncidentEvent.objects.filter(
-        incident_id=incident_id, kind="decision.position_recorded"
-    ).values_list("subject_id", "payload")
-    for decision_id, payload in announced:
-        if payload.get("entry_hash") in later_hashes:
+        incident_id=incident_id, kind__in=["decision.position_recorded", MARKING_CHANGED]
+    ).values_list("subject_id", "kind", "payload")
+    for decision_id, kind, payload in announced:
+        expected_hash = payload.get("change_hash") if kind == MARKING_CHANGED else None
+        if (expected_hash or payload.get("entry_hash")) in later_hashes:
             continue
         missing_from = Decision.objects.filter(pk=decision_id or 0).first()
         if missing_from is not None:
+            if kind == MARKING_CHANGED:
+                return broken(missing_from, count, "a change of its marking is missing")
             agency_name = payload.get("agency_name", "an agency")
             return broken(
                 missing_from, count, f"the position {agency_name} recorded later is missing"
@@ -339,6 +374,143 @@ def _later_positions_check(entry: Decision, seen: set[str]) -> str:
     return ""
 
 
+def _marking_changes_check(entry: Decision, seen: set[str]) -> str:
+    """What is wrong with the chain of marking changes of ``entry``, or ''."""
+    expected = entry.entry_hash
+    for change in sorted(entry.marking_changes.all(), key=lambda c: c.pk):
+        seen.add(change.entry_hash)
+        if change.prev_hash != expected:
+            return "a change of its marking is not linked to the hash before it"
+        if change.compute_hash(change.stored_recipients()) != change.entry_hash:
+            return "a change of its marking no longer matches its hash: it was changed"
+        expected = change.entry_hash
+    return ""
+
+
+MARKING_CHANGED = "decision.marking_changed"
+
+
+def decision_marking_change(
+    *,
+    decision_id: int,
+    user: User,
+    marking: str,
+    recipient_agencies: Sequence[Agency] = (),
+    recipient_people: Sequence[User] = (),
+    reason: str = "",
+) -> DecisionMarkingChange:
+    """Raise or lower a decision's marking (the author's agency only).
+
+    The entry itself never changes: a hash-chained marking change is appended, and the latest
+    change is the marking in force. Only someone who may read the decision may re-mark it.
+    """
+    marking_validate(marking)
+    with transaction.atomic():
+        readable = Decision.objects.visible_to(user)
+        incident_id = readable.values_list("incident_id", flat=True).get(pk=decision_id)
+        incident = incident_lock_for_write(
+            incident_id=incident_id, user=user, capability=Capability.LOG_WRITE
+        )
+        entry = (
+            Decision.objects.select_related("author")
+            .prefetch_related(
+                "recipient_agencies",
+                "recipient_people",
+                "marking_changes__recipient_agencies",
+                "marking_changes__recipient_people",
+            )
+            .get(pk=decision_id)
+        )
+        marking_change_require(user, entry.author_agency_id)
+        before = entry.current_audience()
+        after = audience_for(
+            incident,
+            author=entry.author,
+            author_agency_id=entry.author_agency_id,
+            marking=marking,
+            recipient_agencies=recipient_agencies,
+            recipient_people=recipient_people,
+            also=[user],
+        )
+        # Under the incident lock, so a decision's changes are appended strictly one by one.
+        previous = entry.marking_changes.order_by("-pk").first()
+        change = DecisionMarkingChange(
+            decision=entry,
+            marking=marking,
+            reason=(reason or "").strip(),
+            changed_by=user,
+            changed_at=timezone.now(),
+            prev_hash=previous.entry_hash if previous else entry.entry_hash,
+        )
+        change.entry_hash = change.compute_hash((after.agencies, after.people))
+        change.save()
+        change.recipient_agencies.set(after.agencies)
+        change.recipient_people.set(after.people)
+        entry = Decision.objects.prefetch_related(
+            "positions__agency",
+            "recipient_agencies",
+            "recipient_people",
+            "marking_changes__recipient_agencies",
+            "marking_changes__recipient_people",
+        ).get(pk=decision_id)
+        marking_change_record(
+            incident=incident,
+            user=user,
+            item=entry,
+            kind=MARKING_CHANGED,
+            payload={**DecisionSerializer(entry).data, "change_hash": change.entry_hash},
+            before=before,
+            after=after,
+        )
+    return change
+
+
+def action_marking_change(
+    *,
+    action_id: int,
+    user: User,
+    marking: str,
+    recipient_agencies: Sequence[Agency] = (),
+    recipient_people: Sequence[User] = (),
+) -> Action:
+    """Raise or lower an action's marking (the agency of whoever created it)."""
+    marking_validate(marking)
+    with transaction.atomic():
+        incident_id = (
+            Action.objects.visible_to(user).values_list("incident_id", flat=True).get(pk=action_id)
+        )
+        incident = incident_lock_for_write(
+            incident_id=incident_id, user=user, capability=Capability.LOG_WRITE
+        )
+        action = Action.objects.select_for_update().select_related("created_by").get(pk=action_id)
+        author_agency_id = action.created_by.agency_id
+        marking_change_require(user, author_agency_id)
+        before = action.current_audience()
+        after = audience_for(
+            incident,
+            author=action.created_by,
+            author_agency_id=author_agency_id,
+            marking=marking,
+            recipient_agencies=recipient_agencies,
+            recipient_people=recipient_people,
+            also=[user],
+        )
+        action.marking = marking
+        action.updated_at = timezone.now()
+        action.save(update_fields=["marking", "updated_at"])
+        recipients_store(action, after)
+        marking_change_record(
+            incident=incident,
+            user=user,
+            item=action,
+            kind="action.marking_changed",
+            payload=dict(ActionSerializer(action).data),
+            before=before,
+            after=after,
+        )
+    return action
+
+
 def action_create(
     *,
     incident_id: int,
@@ -350,6 +522,8 @@ def action_create(
     due_at: datetime | None = None,
     decision: Decision | None = None,
     marking: str = DEFAULT_MARKING,
+    recipient_agencies: Sequence[Agency] = (),
+    recipient_people: Sequence[User] = (),
 ) -> Action:
     """Give an agency (and optionally a person) something to do on an incident."""
     errors: dict[str, list[str]] = {}
@@ -367,6 +541,13 @@ def action_create(
             raise ValidationError({"owner_agency": ["Must be a participating agency."]})
         if decision is not None and decision.incident_id != incident.pk:
             raise ValidationError({"decision": ["That decision belongs to another incident."]})
+        audience = audience_for(
+            incident,
+            author=user,
+            marking=marking,
+            recipient_agencies=recipient_agencies,
+            recipient_people=recipient_people,
+        )
         now = timezone.now()
         action = Action.objects.create(
             incident=incident,
@@ -381,13 +562,14 @@ def action_create(
             created_at=now,
             updated_at=now,
         )
+        recipients_store(action, audience)
         event_append(
             incident=incident,
             kind="action.created",
             payload=dict(ActionSerializer(action).data),
             actor=user,
             subject=action,
-            marking=marking,
+            audience=audience,
         )
     return action
 
@@ -440,7 +622,7 @@ def action_update(*, action_id: int, user: User, **changes: Any) -> Action:
             payload={**ActionSerializer(action).data, "previous_status": previous_status},
             actor=user,
             subject=action,
-            marking=action.marking,
+            audience=action.current_audience(),
         )
     return action
 

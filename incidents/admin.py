@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from coordination.admin import ReadOnlyAdmin
+from coordination.admin import NeedToKnowAdmin, ReadOnlyAdmin
 
 from .models import Incident, IncidentEvent, MethaneReport, TimelineEntry
 
@@ -16,14 +16,14 @@ class IncidentAdmin(ReadOnlyAdmin):
 
 
 @admin.register(MethaneReport)
-class MethaneReportAdmin(ReadOnlyAdmin):
+class MethaneReportAdmin(NeedToKnowAdmin):
     list_display = ["__str__", "incident", "major_incident_declared", "submitted_at", "marking"]
     list_select_related = ["incident"]
     search_fields = ["incident__reference", "exact_location"]
 
 
 @admin.register(TimelineEntry)
-class TimelineEntryAdmin(ReadOnlyAdmin):
+class TimelineEntryAdmin(NeedToKnowAdmin):
     list_display = ["occurred_at", "incident", "category", "text", "author_agency", "marking"]
     list_filter = ["category"]
     list_select_related = ["incident", "author_agency"]
@@ -31,7 +31,7 @@ class TimelineEntryAdmin(ReadOnlyAdmin):
 
 
 @admin.register(IncidentEvent)
-class IncidentEventAdmin(ReadOnlyAdmin):
+class IncidentEventAdmin(NeedToKnowAdmin):
     list_display = ["incident", "seq", "kind", "marking", "created_at"]
     list_filter = ["kind"]
     list_select_related = ["incident"]

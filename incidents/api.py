@@ -1,5 +1,6 @@
 """REST endpoints for incidents, M/ETHANE reports, the timeline and the event stream."""
 
+import copy
 from typing import Any
 
 from django.db.models import Exists, OuterRef, QuerySet
@@ -11,7 +12,10 @@ from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
+from coordination.audit import audit_read
+from coordination.markings import RESTRICTED
 from coordination.roles import Capability
+from coordination.serializers import MarkingChangeSerializer
 from ctpn.api import validated
 
 from .events import event_message, event_placeholder
@@ -26,7 +30,13 @@ from .serializers import (
     TimelineInputSerializer,
     TransitionSerializer,
 )
-from .services import incident_open, incident_transition, methane_submit, timeline_add
+from .services import (
+    incident_open,
+    incident_transition,
+    item_marking_change,
+    methane_submit,
+    timeline_add,
+)
 
 INCIDENT_PATH_PARAMETER = OpenApiParameter(
     "incident_pk", OpenApiTypes.INT, OpenApiParameter.PATH, description="The incident's id."
@@ -116,12 +126,40 @@ class IncidentScopedViewSet(viewsets.GenericViewSet):
     def item_queryset(self, queryset: QuerySet) -> QuerySet:
         return queryset
 
+    def get_serializer(self, *args, **kwargs):
+        # Every read of RED or AMBER+STRICT items is audited, list and detail alike (writes
+        # answer with the item too, but the writer is not reading someone else's material).
+        if args and self.request.method in ("GET", "HEAD"):
+            items = args[0] if kwargs.get("many") else [args[0]]
+            restricted_read_audit(self.request, items)
+        return super().get_serializer(*args, **kwargs)
+
     def created(self, item) -> Response:
         """201 with the new item as a read would show it (through the access rule)."""
         return Response(
             self.get_serializer(self.get_queryset().get(pk=item.pk)).data,
             status=status.HTTP_201_CREATED,
         )
+
+
+def restricted_read_audit(request, items) -> None:
+    """Record in the audit log each RED or AMBER+STRICT item in ``items`` that ``request`` reads."""
+    restricted = []
+    for item in items:
+        marking = getattr(item, "marking_now", None) or item.marking
+        if marking not in RESTRICTED:
+            continue
+        if marking != item.marking:
+            # A decision re-marked since it was recorded: the log records the marking in force.
+            # A copy, never saved (the entry itself is append-only).
+            item = copy.copy(item)
+            item.marking = marking
+        restricted.append(item)
+    if restricted:
+        audit_read(user=request.user, request=request, items=restricted)
+
+
+RECIPIENTS_PREFETCH = ("recipient_agencies", "recipient_people")
 
 
 @extend_schema(parameters=[INCIDENT_PATH_PARAMETER])
@@ -134,12 +172,15 @@ class MethaneReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Inc
         "list": Capability.VIEW,
         "retrieve": Capability.VIEW,
         "create": Capability.LOG_WRITE,
+        "marking": Capability.LOG_WRITE,
     }
 
     def item_queryset(self, queryset):
-        return queryset.select_related(
-            "submitted_by", "submitted_agency", "superseded_by"
-        ).order_by("version")
+        return (
+            queryset.select_related("submitted_by", "submitted_agency", "superseded_by")
+            .prefetch_related(*RECIPIENTS_PREFETCH)
+            .order_by("version")
+        )
 
     @extend_schema(request=MethaneInputSerializer, responses={201: MethaneReportSerializer})
     def create(self, request, incident_pk=None):
@@ -147,6 +188,15 @@ class MethaneReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Inc
         data = validated(MethaneInputSerializer, request)
         report = methane_submit(incident_id=incident.pk, user=request.user, **data)
         return self.created(report)
+
+    @extend_schema(request=MarkingChangeSerializer, responses={200: MethaneReportSerializer})
+    @action(detail=True, methods=["post"])
+    def marking(self, request, incident_pk=None, pk=None):
+        """Raise or lower the report's marking (the submitting agency only; audited)."""
+        report = self.get_object()
+        data = validated(MarkingChangeSerializer, request)
+        item_marking_change(model=MethaneReport, item_id=report.pk, user=request.user, **data)
+        return Response(self.get_serializer(self.get_queryset().get(pk=report.pk)).data)
 
 
 @extend_schema(parameters=[INCIDENT_PATH_PARAMETER])
@@ -159,10 +209,15 @@ class TimelineEntryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Inc
         "list": Capability.VIEW,
         "retrieve": Capability.VIEW,
         "create": Capability.LOG_WRITE,
+        "marking": Capability.LOG_WRITE,
     }
 
     def item_queryset(self, queryset):
-        return queryset.select_related("author", "author_agency").order_by("occurred_at", "id")
+        return (
+            queryset.select_related("author", "author_agency")
+            .prefetch_related(*RECIPIENTS_PREFETCH)
+            .order_by("occurred_at", "id")
+        )
 
     @extend_schema(request=TimelineInputSerializer, responses={201: TimelineEntrySerializer})
     def create(self, request, incident_pk=None):
@@ -170,6 +225,15 @@ class TimelineEntryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Inc
         data = validated(TimelineInputSerializer, request)
         entry = timeline_add(incident_id=incident.pk, user=request.user, **data)
         return self.created(entry)
+
+    @extend_schema(request=MarkingChangeSerializer, responses={200: TimelineEntrySerializer})
+    @action(detail=True, methods=["post"])
+    def marking(self, request, incident_pk=None, pk=None):
+        """Raise or lower the entry's marking (the author's agency only; audited)."""
+        entry = self.get_object()
+        data = validated(MarkingChangeSerializer, request)
+        item_marking_change(model=TimelineEntry, item_id=entry.pk, user=request.user, **data)
+        return Response(self.get_serializer(self.get_queryset().get(pk=entry.pk)).data)
 
 
 class EventPagination(pagination.BasePagination):
@@ -279,6 +343,7 @@ class IncidentEventViewSet(mixins.ListModelMixin, IncidentScopedViewSet):
     def list(self, request, *args, **kwargs):
         page = self.paginate_queryset(self.get_queryset())
         assert page is not None
+        restricted_read_audit(request, [event for event in page if event.readable])
         return self.get_paginated_response(
             [event_message(e) if e.readable else event_placeholder(e.seq) for e in page]
         )

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from coordination.markings import DEFAULT_MARKING
+from coordination.markings import DEFAULT_MARKING, OPEN_TO_PARTICIPANTS, Audience
 from ctpn import realtime
 
 from .models import Incident, IncidentEvent
@@ -28,8 +28,14 @@ def event_append(
     actor=None,
     subject=None,
     marking: str = DEFAULT_MARKING,
+    audience: Audience | None = None,
 ) -> IncidentEvent:
-    """Append the next event of ``incident``; must run inside the transaction of the change."""
+    """Append the next event of ``incident``; must run inside the transaction of the change.
+
+    ``audience`` (the marking and recipient lists of the item the event is about) decides who
+    may read it; without one, ``marking`` alone does (an open marking, or nobody).
+    """
+    audience = audience or Audience(marking=marking)
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("event_append must run inside the transaction of the change it records")
     now = timezone.now()
@@ -45,12 +51,48 @@ def event_append(
         subject_type=subject._meta.model_name if subject is not None else "",
         subject_id=subject.pk if subject is not None else None,
         payload=payload,
-        marking=marking,
+        marking=audience.marking,
         actor=actor,
         created_at=now,
     )
-    transaction.on_commit(lambda: event_publish(event), robust=True)
+    _audience_store(event, audience)
+    transaction.on_commit(lambda: event_publish(event, audience), robust=True)
     return event
+
+
+def _audience_store(event: IncidentEvent, audience: Audience) -> None:
+    if audience.agencies:
+        event.recipient_agencies.set(audience.agencies)
+    if audience.people:
+        event.recipient_people.set(audience.people)
+
+
+def event_audience_update(*, subject, audience: Audience) -> None:
+    """Give every earlier event about ``subject`` the audience the subject has now.
+
+    After a marking is raised, the events that announced the item (and carry its content) must
+    be hidden on replay from those who may no longer read it; after it is lowered, they may be
+    read by the wider audience. Runs in the transaction of the marking change.
+    """
+    events = IncidentEvent.objects.filter(
+        incident_id=subject.incident_id,
+        subject_type=subject._meta.model_name,
+        subject_id=subject.pk,
+    )
+    events.update(marking=audience.marking)
+    agencies = IncidentEvent.recipient_agencies.through
+    people = IncidentEvent.recipient_people.through
+    ids = list(events.values_list("pk", flat=True))
+    agencies.objects.filter(incidentevent_id__in=ids).delete()
+    people.objects.filter(incidentevent_id__in=ids).delete()
+    agencies.objects.bulk_create(
+        agencies(incidentevent_id=pk, agency_id=agency)
+        for pk in ids
+        for agency in audience.agencies
+    )
+    people.objects.bulk_create(
+        people(incidentevent_id=pk, user_id=person) for pk in ids for person in audience.people
+    )
 
 
 def event_message(event: IncidentEvent) -> dict[str, Any]:
@@ -66,12 +108,15 @@ def event_placeholder(seq: int | None) -> dict[str, Any]:
     return {"seq": seq, "kind": "hidden"}
 
 
-def event_publish(event: IncidentEvent) -> None:
+def event_publish(event: IncidentEvent, audience: Audience | None = None) -> None:
     """Broadcast a committed event to the incident's live topic (``{"type": "event", ...}``).
 
-    Every connection decides for itself whether it may read the content (``comms.consumers``);
-    the message carries the marking so that it can.
+    Every connection decides for itself whether it may read the content (``comms.consumers``):
+    the event carries its marking and, when restricted, the message carries ``"audience"``
+    (recipient agency and people ids) beside it, which the fan-out strips before any client
+    sees the message.
     """
-    realtime.publish(
-        realtime.incident_topic(event.incident_id), {"type": "event", "event": event_message(event)}
-    )
+    message: dict[str, Any] = {"type": "event", "event": event_message(event)}
+    if audience is not None and audience.marking not in OPEN_TO_PARTICIPANTS:
+        message["audience"] = audience.as_message()
+    realtime.publish(realtime.incident_topic(event.incident_id), message)

@@ -5,16 +5,17 @@ incident's city, so a loggist types the local time they see on the wall clock.
 """
 
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django import forms
 
-from coordination.markings import DEFAULT_MARKING, OPEN_TO_PARTICIPANTS, Marking
+from coordination.markings import DEFAULT_MARKING, Marking
+from coordination.models import Agency, User
 from coordination.validation import EARLIEST_INSTANT
 
 from .models import IncidentLevel, IncidentStatus, IncidentType, TimelineCategory
 
-MARKING_CHOICES = [(value, Marking(value).label) for value in OPEN_TO_PARTICIPANTS]
+MARKING_CHOICES = list(Marking.choices)
 LOCAL_INPUT_FORMAT = "%Y-%m-%dT%H:%M"
 
 
@@ -39,8 +40,47 @@ def marking_field() -> forms.ChoiceField:
         choices=MARKING_CHOICES,
         initial=DEFAULT_MARKING,
         label="Handling marking",
-        help_text="TLP 2.0. AMBER: the agencies taking part in this incident.",
+        help_text="TLP 2.0. AMBER: the agencies taking part in this incident. AMBER+STRICT: "
+        "your agency and the agencies you name. RED: only the people you name, and you.",
     )
+
+
+class PersonChoiceField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        return f"{obj} ({obj.agency.short_name})" if obj.agency else str(obj)
+
+
+AnyForm = TypeVar("AnyForm", bound=forms.Form)
+
+
+def recipients_add(form: AnyForm, incident: Any, user: Any) -> AnyForm:
+    """Add the recipient lists to a form with a marking: the agencies taking part in
+    ``incident`` (for AMBER+STRICT) and their active people (for RED). The service checks them
+    again; the choices only spare the author names it would refuse."""
+    agencies = (
+        Agency.objects.visible_to(user)
+        .filter(pk__in=incident.participating_agencies.values("pk"))
+        .order_by("short_name")
+    )
+    people = (
+        User.objects.visible_to(user)
+        .filter(agency__in=agencies.values("pk"), is_active=True)
+        .select_related("agency")
+        .order_by("agency__short_name", "last_name", "username")
+    )
+    form.fields["recipient_agencies"] = forms.ModelMultipleChoiceField(
+        queryset=agencies,
+        required=False,
+        label="Agencies named (AMBER+STRICT)",
+        help_text="Besides your own agency, which is always included.",
+    )
+    form.fields["recipient_people"] = PersonChoiceField(
+        queryset=people,
+        required=False,
+        label="People named (RED)",
+        help_text="Besides you, who are always included.",
+    )
+    return form
 
 
 class TextArea(forms.Textarea):

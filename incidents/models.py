@@ -3,7 +3,7 @@
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from coordination.markings import DEFAULT_MARKING, Marking
+from coordination.markings import DEFAULT_MARKING, Audience, Marking
 
 from .querysets import IncidentItemQuerySet, IncidentQuerySet
 
@@ -149,6 +149,15 @@ class MethaneReport(models.Model):
     )
     submitted_at = models.DateTimeField()
     marking = models.CharField(max_length=16, choices=Marking.choices, default=DEFAULT_MARKING)
+    recipient_agencies = models.ManyToManyField(
+        "coordination.Agency",
+        blank=True,
+        related_name="+",
+        help_text="AMBER+STRICT: the agencies named.",
+    )
+    recipient_people = models.ManyToManyField(
+        "coordination.User", blank=True, related_name="+", help_text="RED: the people named."
+    )
 
     objects = IncidentItemQuerySet.as_manager()
 
@@ -163,6 +172,13 @@ class MethaneReport(models.Model):
 
     def __str__(self) -> str:
         return f"M/ETHANE v{self.version}"
+
+    def current_audience(self) -> Audience:
+        return Audience(
+            marking=self.marking,
+            agencies=tuple(sorted(a.pk for a in self.recipient_agencies.all())),
+            people=tuple(sorted(p.pk for p in self.recipient_people.all())),
+        )
 
 
 class TimelineCategory(models.TextChoices):
@@ -189,6 +205,15 @@ class TimelineEntry(models.Model):
         "coordination.Agency", on_delete=models.PROTECT, related_name="+"
     )
     marking = models.CharField(max_length=16, choices=Marking.choices, default=DEFAULT_MARKING)
+    recipient_agencies = models.ManyToManyField(
+        "coordination.Agency",
+        blank=True,
+        related_name="+",
+        help_text="AMBER+STRICT: the agencies named.",
+    )
+    recipient_people = models.ManyToManyField(
+        "coordination.User", blank=True, related_name="+", help_text="RED: the people named."
+    )
 
     objects = IncidentItemQuerySet.as_manager()
 
@@ -198,6 +223,13 @@ class TimelineEntry(models.Model):
 
     def __str__(self) -> str:
         return self.text[:60]
+
+    def current_audience(self) -> Audience:
+        return Audience(
+            marking=self.marking,
+            agencies=tuple(sorted(a.pk for a in self.recipient_agencies.all())),
+            people=tuple(sorted(p.pk for p in self.recipient_people.all())),
+        )
 
 
 class IncidentEvent(models.Model):
@@ -214,6 +246,11 @@ class IncidentEvent(models.Model):
     subject_id = models.PositiveBigIntegerField(null=True, blank=True)
     payload = models.JSONField(default=dict)
     marking = models.CharField(max_length=16, choices=Marking.choices, default=DEFAULT_MARKING)
+    # Who may read a restricted event (AMBER+STRICT: agencies; RED: people): the audience of the
+    # item it is about, kept here so the replay and the live feed decide without reading the
+    # item. Never sent to clients.
+    recipient_agencies = models.ManyToManyField("coordination.Agency", blank=True, related_name="+")
+    recipient_people = models.ManyToManyField("coordination.User", blank=True, related_name="+")
     actor = models.ForeignKey(
         "coordination.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )

@@ -4,7 +4,12 @@ from rest_framework import serializers
 
 from coordination.markings import DEFAULT_MARKING, Marking
 from coordination.models import Agency, User
-from coordination.serializers import InstantField, VisibleRelatedField
+from coordination.serializers import (
+    InstantField,
+    RecipientsMixin,
+    VisibleRelatedField,
+    recipient_fields,
+)
 
 from .models import (
     Incident,
@@ -86,7 +91,7 @@ class TransitionSerializer(serializers.Serializer):
     to = serializers.ChoiceField(choices=IncidentStatus.choices)
 
 
-class MethaneReportSerializer(serializers.ModelSerializer):
+class MethaneReportSerializer(RecipientsMixin, serializers.ModelSerializer):
     submitted_by_name = serializers.CharField(source="submitted_by.__str__", read_only=True)
     submitted_agency_name = serializers.CharField(
         source="submitted_agency.short_name", read_only=True
@@ -121,6 +126,8 @@ class MethaneReportSerializer(serializers.ModelSerializer):
             "submitted_agency_name",
             "submitted_at",
             "marking",
+            "recipient_agencies",
+            "recipient_people",
         ]
         read_only_fields = fields
 
@@ -163,9 +170,10 @@ class MethaneInputSerializer(serializers.Serializer):
     emergency_services_present = serializers.CharField()
     emergency_services_required = serializers.CharField()
     marking = serializers.ChoiceField(choices=Marking.choices, default=DEFAULT_MARKING)
+    recipient_agencies, recipient_people = recipient_fields().values()
 
 
-class TimelineEntrySerializer(serializers.ModelSerializer):
+class TimelineEntrySerializer(RecipientsMixin, serializers.ModelSerializer):
     author_name = serializers.CharField(source="author.__str__", read_only=True)
     author_agency_name = serializers.CharField(source="author_agency.short_name", read_only=True)
 
@@ -183,6 +191,8 @@ class TimelineEntrySerializer(serializers.ModelSerializer):
             "author_agency",
             "author_agency_name",
             "marking",
+            "recipient_agencies",
+            "recipient_people",
         ]
         read_only_fields = fields
 
@@ -194,6 +204,7 @@ class TimelineInputSerializer(serializers.Serializer):
         choices=TimelineCategory.choices, default=TimelineCategory.SIGNIFICANT_EVENT
     )
     marking = serializers.ChoiceField(choices=Marking.choices, default=DEFAULT_MARKING)
+    recipient_agencies, recipient_people = recipient_fields().values()
 
 
 class IncidentEventSerializer(serializers.ModelSerializer):

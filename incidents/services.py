@@ -12,7 +12,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from coordination.markings import DEFAULT_MARKING, marking_validate
+from coordination.audit import audit_record
+from coordination.markings import DEFAULT_MARKING, Audience, audience_build, marking_validate
 from coordination.models import Agency, City, User
 from coordination.roles import Capability
 from coordination.validation import (
@@ -25,7 +26,7 @@ from coordination.validation import (
 )
 from ctpn.errors import Conflict
 
-from .events import event_append
+from .events import event_append, event_audience_update
 from .models import (
     Incident,
     IncidentLevel,
@@ -202,6 +203,8 @@ def methane_submit(
     latitude: Decimal | None = None,
     longitude: Decimal | None = None,
     marking: str = DEFAULT_MARKING,
+    recipient_agencies: Sequence[Agency] = (),
+    recipient_people: Sequence[User] = (),
 ) -> MethaneReport:
     """Submit a new M/ETHANE report; it supersedes the incident's latest one."""
     errors: dict[str, list[str]] = {}
@@ -220,6 +223,13 @@ def methane_submit(
     with transaction.atomic():
         incident = incident_lock_for_write(
             incident_id=incident_id, user=user, capability=Capability.LOG_WRITE
+        )
+        audience = audience_for(
+            incident,
+            author=user,
+            marking=marking,
+            recipient_agencies=recipient_agencies,
+            recipient_people=recipient_people,
         )
         latest = incident.methane_reports.order_by("-version").first()
         report = MethaneReport.objects.create(
@@ -245,13 +255,14 @@ def methane_submit(
             submitted_at=timezone.now(),
             marking=marking,
         )
+        recipients_store(report, audience)
         event_append(
             incident=incident,
             kind="methane.submitted",
             payload=dict(MethaneReportSerializer(report).data),
             actor=user,
             subject=report,
-            marking=marking,
+            audience=audience,
         )
     return report
 
@@ -264,6 +275,8 @@ def timeline_add(
     occurred_at: datetime | None = None,
     category: str = TimelineCategory.SIGNIFICANT_EVENT,
     marking: str = DEFAULT_MARKING,
+    recipient_agencies: Sequence[Agency] = (),
+    recipient_people: Sequence[User] = (),
 ) -> TimelineEntry:
     """Record a significant event on the incident's timeline."""
     errors: dict[str, list[str]] = {}
@@ -277,6 +290,13 @@ def timeline_add(
         incident = incident_lock_for_write(
             incident_id=incident_id, user=user, capability=Capability.LOG_WRITE
         )
+        audience = audience_for(
+            incident,
+            author=user,
+            marking=marking,
+            recipient_agencies=recipient_agencies,
+            recipient_people=recipient_people,
+        )
         now = timezone.now()
         entry = TimelineEntry.objects.create(
             incident=incident,
@@ -288,12 +308,148 @@ def timeline_add(
             author_agency=recording_agency(user),
             marking=marking,
         )
+        recipients_store(entry, audience)
         event_append(
             incident=incident,
             kind="timeline.added",
             payload=dict(TimelineEntrySerializer(entry).data),
             actor=user,
             subject=entry,
-            marking=marking,
+            audience=audience,
         )
     return entry
+
+
+# --- handling markings ----------------------------------------------------------------------------
+
+
+def audience_for(
+    incident: Incident,
+    *,
+    author: User,
+    marking: str,
+    recipient_agencies: Sequence[Agency] = (),
+    recipient_people: Sequence[User] = (),
+    author_agency_id: int | None = None,
+    also: Sequence[User] = (),
+) -> Audience:
+    """The audience of a new or re-marked item of ``incident`` (see ``audience_build``).
+
+    ``also``: people always kept on a RED list besides the author (whoever re-marks an item).
+    """
+    participating = set(incident.participating_agencies.values_list("pk", flat=True))
+    audience = audience_build(
+        marking=marking,
+        author=author,
+        author_agency_id=author_agency_id if author_agency_id is not None else author.agency_id,
+        recipient_agencies=recipient_agencies,
+        recipient_people=recipient_people,
+        participating_agency_ids=participating,
+    )
+    if audience.people and also:
+        people = set(audience.people) | {person.pk for person in also}
+        audience = Audience(marking=audience.marking, people=tuple(sorted(people)))
+    return audience
+
+
+def recipients_store(item: Any, audience: Audience) -> None:
+    """Set the recipient lists of a new or re-marked item (inside the caller's transaction)."""
+    item.recipient_agencies.set(audience.agencies)
+    item.recipient_people.set(audience.people)
+
+
+def marking_change_require(user: User, author_agency_id: int | None) -> None:
+    """Only the author's agency raises or lowers an item's marking."""
+    if user.agency_id is None or user.agency_id != author_agency_id:
+        raise PermissionDenied("Only the agency that recorded this item can change its marking.")
+
+
+def marking_change_record(
+    *,
+    incident: Incident,
+    user: User,
+    item: Any,
+    kind: str,
+    payload: dict[str, Any],
+    before: Audience,
+    after: Audience,
+) -> None:
+    """What every marking change does besides the change itself: the earlier events about the
+    item take its new audience, an event announces the change, and the audit log records it."""
+    event_audience_update(subject=item, audience=after)
+    event_append(
+        incident=incident,
+        kind=kind,
+        payload={**payload, "previous_marking": before.marking},
+        actor=user,
+        subject=item,
+        audience=after,
+    )
+    audit_record(
+        action="marking.changed",
+        user=user,
+        target=item,
+        detail={
+            "incident": incident.pk,
+            "from": before.marking,
+            "to": after.marking,
+            "recipient_agencies": list(after.agencies),
+            "recipient_people": list(after.people),
+        },
+    )
+
+
+def item_marking_change(
+    *,
+    model: type[MethaneReport] | type[TimelineEntry],
+    item_id: int,
+    user: User,
+    marking: str,
+    recipient_agencies: Sequence[Agency] = (),
+    recipient_people: Sequence[User] = (),
+) -> Any:
+    """Raise or lower the marking of an M/ETHANE report or a timeline entry (its author's agency).
+
+    The item is looked up through the access rule: only someone who may read it may re-mark it.
+    """
+    marking_validate(marking)
+    with transaction.atomic():
+        incident_id = (
+            model.objects.visible_to(user).values_list("incident_id", flat=True).get(pk=item_id)
+        )
+        incident = incident_lock_for_write(
+            incident_id=incident_id, user=user, capability=Capability.LOG_WRITE
+        )
+        item = model.objects.select_for_update().get(pk=item_id)
+        if isinstance(item, MethaneReport):
+            author, author_agency_id = item.submitted_by, item.submitted_agency_id
+            serializer: Any = MethaneReportSerializer
+            kind = "methane.marking_changed"
+        else:
+            author, author_agency_id = item.author, item.author_agency_id
+            serializer = TimelineEntrySerializer
+            kind = "timeline.marking_changed"
+        marking_change_require(user, author_agency_id)
+        before = item.current_audience()
+        after = audience_for(
+            incident,
+            author=author,
+            author_agency_id=author_agency_id,
+            marking=marking,
+            recipient_agencies=recipient_agencies,
+            recipient_people=recipient_people,
+            also=[user],
+        )
+        item.marking = marking
+        item.save(update_fields=["marking"])
+        recipients_store(item, after)
+        marking_change_record(
+            incident=incident,
+            user=user,
+            item=item,
+            kind=kind,
+            payload=dict(serializer(item).data),
+            before=before,
+            after=after,
+        )
+    return item

@@ -33,12 +33,14 @@ from coordination.services import (
 )
 from ctpn.errors import Conflict
 
+from .api import restricted_read_audit
 from .forms import (
     IncidentFilterForm,
     MethaneForm,
     TimelineForm,
     TransitionForm,
     form_errors_from,
+    recipients_add,
 )
 from .models import Incident, MethaneReport, TimelineEntry
 from .services import incident_transition, methane_submit, timeline_add
@@ -154,6 +156,28 @@ METHANE_FIELDS = [
 ]
 
 
+RECIPIENTS_PREFETCH = ("recipient_agencies", "recipient_people__agency")
+
+
+def markings_shown(request: HttpRequest, items: Any) -> None:
+    """Give each item the marking in force and the names of its recipients to show, and record
+    in the audit log that the user was shown each RED or AMBER+STRICT one.
+
+    Only items the user may read get here, so whoever sees the names may see them.
+    """
+    for item in items:
+        source = item
+        if isinstance(item, Decision) and item.marking_changes.all():
+            # An append-only decision's marking in force is that of its latest change.
+            source = max(item.marking_changes.all(), key=lambda change: change.pk)
+        item.marking_shown = source.marking
+        item.recipients_shown = [a.short_name for a in source.recipient_agencies.all()] + [
+            f"{p} ({p.agency.short_name})" if p.agency else str(p)
+            for p in source.recipient_people.all()
+        ]
+    restricted_read_audit(request, items)
+
+
 def _header(request: HttpRequest, incident: Incident, can: Abilities) -> dict[str, Any]:
     return {"transition_form": TransitionForm() if can.transition else None}
 
@@ -163,8 +187,10 @@ def _methane(request: HttpRequest, incident: Incident, can: Abilities) -> dict[s
         MethaneReport.objects.visible_to(request.user)
         .filter(incident=incident)
         .select_related("submitted_by", "submitted_agency")
+        .prefetch_related(*RECIPIENTS_PREFETCH)
         .order_by("-version")[:2]
     )
+    markings_shown(request, reports)
     latest = reports[0] if reports else None
     previous = reports[1] if len(reports) > 1 else None
     rows = []
@@ -195,10 +221,14 @@ def _decisions(request: HttpRequest, incident: Incident, can: Abilities) -> dict
             Prefetch(
                 "positions",
                 queryset=DecisionPosition.objects.select_related("agency", "recorded_by"),
-            )
+            ),
+            *RECIPIENTS_PREFETCH,
+            "marking_changes__recipient_agencies",
+            "marking_changes__recipient_people__agency",
         )
         .order_by("-sequence")
     )
+    markings_shown(request, decisions)
     agency_id = request.user.agency_id  # type: ignore[union-attr]
     for entry in decisions:
         correction = getattr(entry, "superseded_by", None)
@@ -226,8 +256,10 @@ def _actions(request: HttpRequest, incident: Incident, can: Abilities) -> dict[s
         Action.objects.visible_to(request.user)
         .filter(incident=incident)
         .select_related("owner_agency", "owner")
+        .prefetch_related(*RECIPIENTS_PREFETCH)
         .order_by("owner_agency__short_name", "due_at", "pk")
     )
+    markings_shown(request, actions)
     groups: dict[int, AgencyActions] = {}
     overdue = 0
     for action in actions:
@@ -247,12 +279,14 @@ TIMELINE_SHOWN = 100
 
 
 def _timeline(request: HttpRequest, incident: Incident, can: Abilities) -> dict[str, Any]:
-    entries = (
+    entries = list(
         TimelineEntry.objects.visible_to(request.user)
         .filter(incident=incident)
         .select_related("author", "author_agency")
+        .prefetch_related(*RECIPIENTS_PREFETCH)
         .order_by("-occurred_at", "-pk")[:TIMELINE_SHOWN]
     )
+    markings_shown(request, entries)
     return {"timeline": entries, "timeline_limit": TIMELINE_SHOWN}
 
 
@@ -410,10 +444,11 @@ def decision_create(request: HttpRequest, incident_id: int) -> HttpResponse:
     """Record a joint decision, step by step in the order of the Joint Decision Model."""
     incident = writer_incident(request, incident_id, Capability.LOG_WRITE)
     template = "incidents/forms/decision.html"
+    who = (incident, request.user)
     with timezone.override(incident.city.zone):
         if request.method == "GET":
-            return form_page(request, incident, DecisionForm(), template)
-        form = DecisionForm(request.POST)
+            return form_page(request, incident, recipients_add(DecisionForm(), *who), template)
+        form = recipients_add(DecisionForm(request.POST), *who)
         return submit(
             request,
             incident,
@@ -473,6 +508,7 @@ def methane_create(request: HttpRequest, incident_id: int) -> HttpResponse:
     """A new M/ETHANE report, prefilled from the latest so only what changed needs typing."""
     incident = writer_incident(request, incident_id, Capability.LOG_WRITE)
     template = "incidents/forms/methane.html"
+    who = (incident, request.user)
     with timezone.override(incident.city.zone):
         if request.method == "GET":
             latest = (
@@ -491,9 +527,13 @@ def methane_create(request: HttpRequest, incident_id: int) -> HttpResponse:
                 }
             )
             return form_page(
-                request, incident, MethaneForm(initial=initial), template, latest=latest
+                request,
+                incident,
+                recipients_add(MethaneForm(initial=initial), *who),
+                template,
+                latest=latest,
             )
-        form = MethaneForm(request.POST)
+        form = recipients_add(MethaneForm(request.POST), *who)
         return submit(
             request,
             incident,
@@ -522,14 +562,18 @@ def participating_agencies(incident: Incident, user: Any) -> QuerySet:
 def action_new(request: HttpRequest, incident_id: int) -> HttpResponse:
     incident = writer_incident(request, incident_id, Capability.LOG_WRITE)
     template = "incidents/forms/action.html"
+    who = (incident, request.user)
     agencies = participating_agencies(incident, request.user)
     with timezone.override(incident.city.zone):
         if request.method == "GET":
             initial = {"owner_agency": request.user.agency_id}  # type: ignore[union-attr]
             return form_page(
-                request, incident, ActionForm(agencies=agencies, initial=initial), template
+                request,
+                incident,
+                recipients_add(ActionForm(agencies=agencies, initial=initial), *who),
+                template,
             )
-        form = ActionForm(request.POST, agencies=agencies)
+        form = recipients_add(ActionForm(request.POST, agencies=agencies), *who)
         return submit(
             request,
             incident,
@@ -571,10 +615,11 @@ def action_status(request: HttpRequest, incident_id: int, action_id: int) -> Htt
 def timeline_new(request: HttpRequest, incident_id: int) -> HttpResponse:
     incident = writer_incident(request, incident_id, Capability.LOG_WRITE)
     template = "incidents/forms/timeline.html"
+    who = (incident, request.user)
     with timezone.override(incident.city.zone):
         if request.method == "GET":
-            return form_page(request, incident, TimelineForm(), template)
-        form = TimelineForm(request.POST)
+            return form_page(request, incident, recipients_add(TimelineForm(), *who), template)
+        form = recipients_add(TimelineForm(request.POST), *who)
         return submit(
             request,
             incident,

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from coordination.models import Action, Agency
+from coordination.models import Agency
 from coordination.roles import Role
 from coordination.services import action_create, decision_record
 from incidents.models import Incident
@@ -159,18 +159,6 @@ def marked_writes(fire, marking) -> list[tuple[str, dict]]:
         ("actions/", {"title": "Cordon", "owner_agency": fire.pk, "marking": marking}),
         ("timeline/", {"text": "Shots fired", "marking": marking}),
     ]
-
-
-@pytest.mark.parametrize("marking", ["RED", "AMBER+STRICT"])
-def test_markings_that_need_recipient_lists_are_refused(api, liaison, incident, fire, marking):
-    client = api(liaison)
-    action = action_create(incident_id=incident.pk, user=liaison, title="Cordon", owner_agency=fire)
-    for path, body in marked_writes(fire, marking):
-        with nothing_written():
-            response = client.post(url(incident, path), body)
-        assert_refused(response, "marking")
-        assert "recipient" in str(response.data["marking"])
-    assert Action.objects.get(pk=action.pk).marking == "AMBER"
 
 
 @pytest.mark.parametrize("marking", ["PURPLE", "amber", "TLP:AMBER", "", None, 3])

@@ -36,7 +36,7 @@ def test_an_event_the_user_may_not_read_only_advances_the_count(
     start = incident.last_event_seq
     with transaction.atomic():
         locked = Incident.objects.select_for_update().get(pk=incident.pk)
-        # RED material cannot be written through the services yet; the stream must still hide it.
+        # A RED event that names nobody: no reader may see it, and the stream must hide it.
         event_append(
             incident=locked, kind="timeline.added", payload={"text": "secret"}, marking="RED"
         )

@@ -136,7 +136,7 @@ def test_garbage_dates_and_markings_are_field_errors_not_500(client, liaison, in
     response = client.post(
         f"/incidents/{incident.pk}/decisions/new/",
         decision_body(
-            incident, decided_at="yesterday-ish", marking="RED", review_by="1899-01-01T00:00"
+            incident, decided_at="yesterday-ish", marking="PURPLE", review_by="1899-01-01T00:00"
         ),
     )
     assert response.status_code == 400

@@ -199,7 +199,12 @@
 
   function apply(event) {
     state.last = event.seq;
-    if (event.kind === "hidden") return; // a change this user may not see: advance only
+    if (event.kind === "hidden") {
+      // A change this user may not see: no feed line. It may be a marking raised on an item this
+      // page still shows, so every panel is drawn again (through the access rule) to drop it.
+      refreshPanelsSoon(allPanelNames());
+      return;
+    }
     appendFeedLine(event);
     refreshPanelsSoon(panelsFor(event.kind));
     document.dispatchEvent(new CustomEvent("ctpn:event", { detail: event }));
