@@ -61,6 +61,7 @@ api_v1 = [
 urlpatterns = [
     path("", views.home, name="home"),
     path("", include("comms.urls")),
+    path("accounts/", include("coordination.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),

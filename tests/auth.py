@@ -1,0 +1,52 @@
+"""Signing in as the tests need: with the password and, where the account has or needs one, a
+verified second factor (as a person finishing ``/accounts/mfa/verify/`` would be).
+
+``client`` (``tests.conftest``) is a ``SignedInClient``: its ``force_login`` leaves a session that
+is fully signed in. Tests of the second factor itself use Django's plain ``Client``.
+"""
+
+import time
+
+from django.test import Client
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from coordination.mfa import has_authenticator, mfa_required
+
+
+def authenticator_for(user) -> TOTPDevice:
+    """The user's confirmed authenticator app, set up now if they have none."""
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=True)
+    return device
+
+
+def totp_now(device: TOTPDevice, steps_ahead: int = 0) -> str:
+    """The code the device's app shows now (or ``steps_ahead`` periods later)."""
+    clock = TOTP(device.bin_key, device.step, device.t0, device.digits)
+    clock.time = time.time() + steps_ahead * device.step
+    return f"{clock.token():0{device.digits}d}"
+
+
+def verify_session(client: Client, user) -> None:
+    """Mark the client's session as verified by the user's authenticator (made if missing)."""
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = authenticator_for(user).persistent_id
+    session.save()
+
+
+class SignedInClient(Client):
+    """A test client whose ``force_login`` also passes the second factor where one applies."""
+
+    def force_login(self, user, backend=None) -> None:
+        super().force_login(user, backend)
+        if mfa_required(user) or has_authenticator(user):
+            verify_session(self, user)
+
+
+def signed_in_client(user) -> SignedInClient:
+    client = SignedInClient()
+    client.force_login(user)
+    return client
