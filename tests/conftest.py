@@ -174,8 +174,8 @@ def page(browser):
 def signed_in(browser, request):
     """Open a browser tab signed in as a user: ``signed_in(user)`` (on the session's ASGI server)
         or ``signed_in(user, server=...)``. Each call is its own browser context, as two people on
-        two machines would be. The session is made server-side, with its second factor verified where
-    the user has or needs one; no password or code is typed."""
+        two machines would be. The session is made server-side, its second factor verified where the
+    user has or needs one; no password or code is typed."""
     contexts = []
 
     def open_as(user, server=None, javascript: bool = True):
