@@ -1,4 +1,4 @@
-"""Django admin for the directory (editable) and the decision log and actions (read-only).
+"""Django admin for the directory (editable); the decision log, actions and audit log (read-only).
 
 Incident-scoped records are changed only through the services, so that every change reaches the
 live picture as an event and the decision log keeps its chain; the admin lists and shows them.
@@ -7,7 +7,16 @@ live picture as an event and the decision log keeps its chain; the admin lists a
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
-from .models import Action, Agency, City, Decision, DecisionPosition, RoleAssignment, User
+from .models import (
+    Action,
+    Agency,
+    AuditEntry,
+    City,
+    Decision,
+    DecisionPosition,
+    RoleAssignment,
+    User,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -94,3 +103,18 @@ class ActionAdmin(ReadOnlyAdmin):
     list_filter = ["status", "owner_agency"]
     list_select_related = ["incident", "owner_agency"]
     search_fields = ["title", "incident__reference"]
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    """The security audit log, read-only, scoped like the audit page (a city's administrators see
+    their city's entries; superusers all)."""
+
+    list_display = ["sequence", "at", "action", "username", "agency", "ip_address", "target_label"]
+    list_filter = ["action"]
+    search_fields = ["username", "action", "target_label"]
+    date_hierarchy = "at"
+    list_select_related = ["agency"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).visible_to(request.user)

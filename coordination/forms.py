@@ -164,3 +164,21 @@ class ActionForm(forms.Form):
 
 class ActionStatusForm(forms.Form):
     status = forms.ChoiceField(choices=ActionStatus.choices)
+
+
+class AuditFilterForm(forms.Form):
+    """Filters of the audit log page and its CSV export. Dates are days in the viewer's city."""
+
+    action = forms.CharField(
+        required=False, max_length=64, help_text="An action, e.g. auth.login_failed, or its start."
+    )
+    user = forms.CharField(required=False, max_length=150, label="User name")
+    date_from = forms.DateField(required=False, label="From (date)")
+    date_to = forms.DateField(required=False, label="To (date)")
+
+    def clean(self) -> dict:
+        cleaned = super().clean() or {}
+        start, end = cleaned.get("date_from"), cleaned.get("date_to")
+        if start and end and end < start:
+            self.add_error("date_to", "The end date is before the start date.")
+        return cleaned

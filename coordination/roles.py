@@ -27,6 +27,7 @@ class Capability(models.TextChoices):
     DIRECTORY_MANAGE = "directory.manage", "Manage the city's agencies and users"
     ROTA_MANAGE = "rota.manage", "Manage the city's on-call rotas, cover and escalation policies"
     ACTIVATION_SEND = "activation.send", "Send an activation alert to agencies' duty officers"
+    AUDIT_VIEW = "audit.view", "Read and export the city's security audit log"
 
 
 _COMMANDERS = {Role.STRATEGIC_COMMANDER, Role.TACTICAL_COMMANDER, Role.NEUTRAL_COMMANDER}
@@ -39,6 +40,7 @@ ROLE_CAPABILITIES: dict[str, set[str]] = {
     Capability.DIRECTORY_MANAGE: {Role.ADMINISTRATOR},
     Capability.ROTA_MANAGE: {Role.ADMINISTRATOR},
     Capability.ACTIVATION_SEND: _COMMANDERS | {Role.DUTY_OFFICER},
+    Capability.AUDIT_VIEW: {Role.ADMINISTRATOR},
 }
 
 

@@ -27,3 +27,14 @@ def decision_logs_verify() -> dict[str, int]:
                 report.reason,
             )
     return {"checked": checked, "broken": broken}
+
+
+@shared_task
+def audit_log_verify_task() -> dict[str, int | bool]:
+    """Verify the audit log's chain nightly; log loudly where it is broken."""
+    from .audit import audit_log_verify
+
+    report = audit_log_verify()
+    if not report.intact:
+        logger.error("audit log is broken at entry %s: %s", report.broken_at, report.reason)
+    return {"entries": report.entries, "intact": report.intact}

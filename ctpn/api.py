@@ -41,4 +41,28 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)
-    return drf_exception_handler(exc, context)
+    response = drf_exception_handler(exc, context)
+    if response is not None and response.status_code in (401, 403):
+        _refusal_record(response.status_code, context)
+    return response
+
+
+def _refusal_record(status_code: int, context: dict[str, Any]) -> None:
+    """Every refused API request goes to the audit log (the failed token login too)."""
+    from coordination.audit import audit_record
+
+    request = context.get("request")
+    if request is None:
+        return
+    view = context.get("view")
+    audit_record(
+        action="access.denied",
+        request=request,
+        detail={
+            "status": status_code,
+            "method": request.method,
+            "path": request.path[:500],
+            "view": type(view).__name__ if view is not None else "",
+            "action": getattr(view, "action", None) or "",
+        },
+    )

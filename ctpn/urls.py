@@ -15,6 +15,7 @@ from comms.api import (
     ShiftViewSet,
 )
 from comms.urls import api_urlpatterns as comms_api
+from coordination import views as coordination_views
 from coordination.api import (
     ActionViewSet,
     AgencyViewSet,
@@ -60,6 +61,8 @@ api_v1 = [
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("audit/", coordination_views.audit_log, name="audit-log"),
+    path("audit/export.csv", coordination_views.audit_export, name="audit-export"),
     path("", include("comms.urls")),
     path("accounts/", include("coordination.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
@@ -69,3 +72,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("incidents.urls")),
 ]
+
+# Every refused page request is recorded in the audit log.
+handler403 = "coordination.views.permission_denied"
