@@ -7,7 +7,8 @@ is fully signed in. Tests of the second factor itself use Django's plain ``Clien
 
 import time
 
-from django.test import Client
+from asgiref.sync import sync_to_async
+from django.test import AsyncClient, Client
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -30,7 +31,7 @@ def totp_now(device: TOTPDevice, steps_ahead: int = 0) -> str:
     return f"{clock.token():0{device.digits}d}"
 
 
-def verify_session(client: Client, user) -> None:
+def verify_session(client: Client | AsyncClient, user) -> None:
     """Mark the client's session as verified by the user's authenticator (made if missing)."""
     session = client.session
     session[DEVICE_ID_SESSION_KEY] = authenticator_for(user).persistent_id
@@ -44,6 +45,19 @@ class SignedInClient(Client):
         super().force_login(user, backend)
         if mfa_required(user) or has_authenticator(user):
             verify_session(self, user)
+
+
+class SignedInAsyncClient(AsyncClient):
+    """The async test client, likewise signed in fully by ``aforce_login``."""
+
+    async def aforce_login(self, user, backend=None) -> None:
+        await super().aforce_login(user, backend)
+        if await sync_to_async(_needs_second_factor)(user):
+            await sync_to_async(verify_session)(self, user)
+
+
+def _needs_second_factor(user) -> bool:
+    return mfa_required(user) or has_authenticator(user)
 
 
 def signed_in_client(user) -> SignedInClient:

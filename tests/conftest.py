@@ -15,7 +15,7 @@ from coordination.roles import Role
 from incidents.models import IncidentLevel, IncidentType
 from incidents.services import incident_open
 
-from .auth import SignedInClient
+from .auth import SignedInAsyncClient, SignedInClient
 from .factories import AgencyFactory, CityFactory, UserFactory
 from .live import live_runtime  # noqa: F401  (a fixture)
 from .servers import asgi_server  # noqa: F401  (a fixture)
@@ -107,6 +107,12 @@ def incident(commander, police, fire):
 def client():
     """A Django test client whose ``force_login`` signs in fully, second factor included."""
     return SignedInClient()
+
+
+@pytest.fixture
+def async_client():
+    """The async test client, likewise signed in fully by ``aforce_login``."""
+    return SignedInAsyncClient()
 
 
 @pytest.fixture
