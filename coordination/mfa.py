@@ -55,6 +55,7 @@ OPEN_URL_NAMES = frozenset(
     {"login", "logout", "mfa-verify", "mfa-enrol", "mfa-backup-codes", "ack", "health"}
 )
 TOTP_CODE = re.compile(r"^\d{6}$")
+BACKUP_CODE_SHAPE = re.compile(r"^[a-z0-9]{1,16}$")
 
 
 def _audit(*, action: str, user=None, request=None, detail: dict | None = None) -> None:
@@ -227,7 +228,9 @@ def second_factor_verify(
             {field: "Enter the code from your authenticator app, or one of your backup codes."}
         )
     devices: list[Device]
-    if TOTP_CODE.match(code):
+    if not BACKUP_CODE_SHAPE.match(code):
+        devices, factor = [], "unknown"  # nothing issued looks like this: simply wrong
+    elif TOTP_CODE.match(code):
         devices = list(TOTPDevice.objects.filter(user_id=user.pk, confirmed=True))
         factor = "totp"
     else:

@@ -291,6 +291,9 @@ MFA_REQUIRED_FOR_ALL = env_bool("CTPN_MFA_REQUIRED_FOR_ALL", False)
 OTP_TOTP_ISSUER = env_str("CTPN_MFA_ISSUER", "CTPN")
 # Backup codes given at enrolment (each works once); regenerating replaces them all.
 MFA_BACKUP_CODE_COUNT = env_int("CTPN_MFA_BACKUP_CODE_COUNT", 10)
+# Administrators reset a lost second factor by deleting the person's devices in the admin; they
+# never see a secret or a backup code there.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 # --- Domain ------------------------------------------------------------------------------------
 # JESIP logging: a decision logged this long after it was taken must say why.

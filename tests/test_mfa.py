@@ -448,3 +448,40 @@ def test_the_demo_prints_the_authenticator_secret_its_commanders_sign_in_with():
     answer = client.post(reverse("mfa-verify"), {"code": totp_now(app)})
     assert answer.status_code == 302
     assert client.get("/incidents/").status_code == 200
+
+
+# --- bad input and the administrator's reset ----------------------------------------------------
+
+
+@pytest.mark.parametrize("otp", ["", "12345", "1234567", "abc\x00def", "' OR 1=1 --", "ü" * 20])
+def test_odd_codes_get_a_clear_400_naming_otp(api, commander, otp):
+    authenticator_for(commander)
+    response = token_request(api, commander, otp=otp)
+    assert response.status_code == 400 and "otp" in response.data
+
+
+@pytest.mark.parametrize("code", ["12345", "abc\x00def", "x" * 40, "' OR 1=1 --"])
+def test_odd_codes_on_the_verification_page_are_refused(commander, code):
+    authenticator_for(commander)
+    client, _ = sign_in_with_password(commander)
+    answer = client.post(reverse("mfa-verify"), {"code": code})
+    assert answer.status_code == 400
+    assert client.get("/incidents/").status_code == 302
+
+
+def test_an_administrator_resets_a_lost_factor_without_seeing_its_secret(client, commander):
+    device = authenticator_for(commander)
+    root = UserFactory(username="root", agency=None, is_superuser=True, is_staff=True, roles=[])
+    client.force_login(root)
+
+    page = client.get(reverse("admin:otp_totp_totpdevice_change", args=[device.pk]))
+    assert page.status_code == 200
+    assert device.key not in page.content.decode()
+    deleted = client.post(
+        reverse("admin:otp_totp_totpdevice_delete", args=[device.pk]), {"post": "yes"}
+    )
+    assert deleted.status_code == 302
+    assert not TOTPDevice.objects.filter(user=commander).exists()
+    # Next time the commander signs in, enrolment comes after the password.
+    _, response = sign_in_with_password(commander)
+    assert response["Location"].startswith(reverse("mfa-enrol"))
