@@ -64,3 +64,17 @@ def signed_in_client(user) -> SignedInClient:
     client = SignedInClient()
     client.force_login(user)
     return client
+
+
+def browser_sign_in(page, base_url: str, user, password: str) -> None:
+    """Sign in through the pages as a person would: the password, then, for somebody who needs
+    one, the code of their authenticator app (set up beforehand if they have none)."""
+    device = authenticator_for(user) if _needs_second_factor(user) else None
+    page.goto(f"{base_url}/accounts/login/")
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", password)
+    page.click("main button[type=submit]")
+    if device is not None:
+        page.wait_for_url("**/accounts/mfa/verify/**")
+        page.fill("#id_code", totp_now(device))
+        page.click("main button[type=submit]")

@@ -1,8 +1,10 @@
 """In a real browser, on the platform as deployed (uvicorn): a strategic commander signs in with
 the password, sets up an authenticator app from the enrolment page, keeps the backup codes, and
-reaches the dashboard with its live feed; next time the code is asked for after the password."""
+reaches the dashboard with its live feed; next time the code is asked for after the password.
+Both steps pass an accessibility check."""
 
 from base64 import b32decode
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
@@ -13,6 +15,17 @@ from .auth import totp_now
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "correct horse battery staple"
+AXE = Path(__file__).resolve().parent.parent / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def axe_violations(page) -> list[str]:
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate(
+        "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+        ".filter(v => ['serious', 'critical'].includes(v.impact))"
+        ".map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '))"
+    )
+    return list(found)
 
 
 def sign_in(page, server, user, path: str) -> None:
@@ -35,6 +48,7 @@ def test_a_commander_enrols_and_then_signs_in_with_a_code(
         sign_in(page, asgi_server, commander, f"/incidents/{incident.pk}/")
         page.wait_for_url("**/accounts/mfa/enrol/**")
         assert page.locator("figure.mfa-qr svg").count() == 1
+        assert axe_violations(page) == []
         secret = page.locator("#mfa-secret").inner_text().replace(" ", "")
         app = TOTPDevice(key=b32decode(secret).hex())
 
@@ -51,6 +65,7 @@ def test_a_commander_enrols_and_then_signs_in_with_a_code(
         page.wait_for_url("**/accounts/login/")
         sign_in(page, asgi_server, commander, "/incidents/")
         page.wait_for_url("**/accounts/mfa/verify/**")
+        assert axe_violations(page) == []
         page.fill("#id_code", totp_now(app, steps_ahead=1))
         page.click("main button[type=submit]")
         page.wait_for_url("**/incidents/")
