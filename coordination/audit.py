@@ -248,11 +248,32 @@ def audit_log_verify() -> AuditChainReport:
 
     The head row is read first: entries appended while the check runs come after it and are left
     for the next check. Comparing the head with the last entry catches the removal of the newest
-    entries, which no link would reveal.
+    entries, which no link would reveal; the head only moves forward (a trigger), and one wound
+    back behind the triggers' back no longer agrees with the newest entry.
     """
-    head = AuditChainHead.objects.filter(pk=1).first()
-    head_sequence = head.last_sequence if head else 0
-    head_hash = head.last_hash if head else GENESIS_HASH
+    # Head and newest entry in one statement, hence one snapshot: they are committed together, so
+    # they must agree; an entry beyond the head is one the head was wound back to hide.
+    newest = AuditEntry.objects.order_by("-sequence").values("sequence")[:1]
+    head = (
+        AuditChainHead.objects.filter(pk=1)
+        .annotate(newest=models.Subquery(newest))
+        .values("last_sequence", "last_hash", "newest")
+        .first()
+    )
+    if head is None:
+        if AuditEntry.objects.exists():
+            return AuditChainReport(
+                intact=False, entries=0, reason="the chain head is missing but entries exist"
+            )
+        return AuditChainReport(intact=True, entries=0)
+    head_sequence, head_hash = head["last_sequence"], head["last_hash"]
+    if (head["newest"] or 0) > head_sequence:
+        return AuditChainReport(
+            intact=False,
+            entries=0,
+            broken_at=head_sequence + 1,
+            reason=f"entries after {head_sequence} exist but the chain head stops there",
+        )
     expected_prev = GENESIS_HASH
     count = 0
     entries = AuditEntry.objects.filter(sequence__lte=head_sequence).order_by("sequence")

@@ -1,8 +1,11 @@
-"""Page forms of the decision log and actions. They parse input only; the services decide."""
+"""Page forms of the decision log, actions and the audit log's filters. They parse input only; the
+services decide."""
 
+import datetime
 from typing import Any
 
 from django import forms
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.utils import timezone
 
 from incidents.forms import LocalDateTimeField, TextArea, marking_field
@@ -166,6 +169,12 @@ class ActionStatusForm(forms.Form):
     status = forms.ChoiceField(choices=ActionStatus.choices)
 
 
+AUDIT_DATE_RANGE = [
+    MinValueValidator(datetime.date(2000, 1, 1), "Give a date in the year 2000 or later."),
+    MaxValueValidator(datetime.date(9998, 12, 31), "Give a date before the year 9999."),
+]
+
+
 class AuditFilterForm(forms.Form):
     """Filters of the audit log page and its CSV export. Dates are days in the viewer's city."""
 
@@ -173,8 +182,9 @@ class AuditFilterForm(forms.Form):
         required=False, max_length=64, help_text="An action, e.g. auth.login_failed, or its start."
     )
     user = forms.CharField(required=False, max_length=150, label="User name")
-    date_from = forms.DateField(required=False, label="From (date)")
-    date_to = forms.DateField(required=False, label="To (date)")
+    # Bounded so that a day at either end still converts to UTC and back (no overflow).
+    date_from = forms.DateField(required=False, label="From (date)", validators=AUDIT_DATE_RANGE)
+    date_to = forms.DateField(required=False, label="To (date)", validators=AUDIT_DATE_RANGE)
 
     def clean(self) -> dict:
         cleaned = super().clean() or {}

@@ -211,3 +211,20 @@ def permission_denied(request: HttpRequest, exception: Exception | None = None) 
         },
     )
     return render(request, "403.html", {"exception": str(exception or "")}, status=403)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """Django's CSRF refusal page (``CSRF_FAILURE_VIEW``), recorded like any other refusal."""
+    from django.views.csrf import csrf_failure as django_csrf_failure
+
+    audit_record(
+        action="access.denied",
+        request=request,
+        detail={
+            "status": 403,
+            "method": request.method or "",
+            "path": request.path[:500],
+            "reason": f"CSRF: {reason}"[:200],
+        },
+    )
+    return django_csrf_failure(request, reason=reason)

@@ -304,7 +304,9 @@ DECISION_LATE_ENTRY_MINUTES = env_int("DECISION_LATE_ENTRY_MINUTES", 15)
 # is REMOTE_ADDR. N: it is the N-th address from the right of X-Forwarded-For, the one the outermost
 # of our proxies saw (anything further left is whatever the client chose to send).
 AUDIT_TRUSTED_PROXY_COUNT = env_int("AUDIT_TRUSTED_PROXY_COUNT", 0)
-AUDIT_PAGE_SIZE = env_int("AUDIT_PAGE_SIZE", 50)
+AUDIT_PAGE_SIZE = env_int("CTPN_AUDIT_PAGE_SIZE", 50)
+# A refused cross-site request is a refusal like any other: recorded, then Django's usual page.
+CSRF_FAILURE_VIEW = "coordination.views.csrf_failure"
 
 LOGGING = {
     "version": 1,

@@ -266,6 +266,49 @@ def test_an_edit_behind_the_triggers_back_is_found(three_entries, sql, which, re
 
 
 @pytest.mark.django_db(transaction=True)
+def test_the_chain_head_only_moves_forward(three_entries):
+    with pytest.raises(DatabaseError, match="only moves forward"), transaction.atomic():
+        AuditChainHead.objects.update(last_sequence=1)
+    with pytest.raises(DatabaseError, match="only moves forward"), transaction.atomic():
+        AuditChainHead.objects.all().delete()
+    assert audit_log_verify().intact
+
+
+def _tamper_head(sql: str, params: list) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE coordination_auditchainhead DISABLE TRIGGER USER")
+        try:
+            cursor.execute(sql, params)
+        finally:
+            cursor.execute("ALTER TABLE coordination_auditchainhead ENABLE TRIGGER USER")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_wound_back_head_hiding_the_newest_entries_is_found(three_entries):
+    # Remove the newest entry and wind the head back to the one before, as if it never was.
+    _tamper("DELETE FROM coordination_auditentry WHERE id = %s", [three_entries[2].pk])
+    _tamper_head(
+        "UPDATE coordination_auditchainhead SET last_sequence = %s, last_hash = %s",
+        [three_entries[1].sequence, three_entries[1].entry_hash],
+    )
+    assert audit_log_verify().intact  # undetectable without an outside copy: see the report
+    # Winding the head back while leaving the entries is caught.
+    _tamper_head(
+        "UPDATE coordination_auditchainhead SET last_sequence = %s, last_hash = %s",
+        [three_entries[0].sequence, three_entries[0].entry_hash],
+    )
+    report = audit_log_verify()
+    assert not report.intact and "chain head stops there" in report.reason
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_removed_head_is_found(three_entries):
+    _tamper_head("DELETE FROM coordination_auditchainhead", [])
+    report = audit_log_verify()
+    assert not report.intact and "head is missing" in report.reason
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_rewritten_chain_tail_does_not_match_the_head(three_entries):
     # Re-hash the last entry after editing it: its own link holds, the head no longer agrees.
     last = three_entries[2]

@@ -60,6 +60,12 @@ def test_administrators_see_only_their_citys_entries(client, administrator, entr
     assert all(e.city_id == administrator.agency.city_id for e in response.context["entries"])
 
 
+def test_only_administrators_are_shown_the_way_to_the_log(client, administrator, commander):
+    link = f'href="{reverse("audit-log")}"'
+    assert link in signed_in(client, administrator).get(reverse("home")).content.decode()
+    assert link not in signed_in(client, commander).get(reverse("home")).content.decode()
+
+
 def test_the_other_city_sees_its_own(client, oslo_administrator, entries):
     response = signed_in(client, oslo_administrator).get(reverse("audit-log"))
     assert {e.username for e in response.context["entries"]} == {"oslo-liaison", "osl-admin"}
@@ -90,6 +96,8 @@ def test_filters_by_action_user_and_dates(client, administrator, commander):
     # Days are the viewer's city's days: 23:30 in Stockholm on 1 March is 1 March.
     assert shown(date_from="2026-03-01", date_to="2026-03-01") == ["mfa.failed"]
     assert shown(date_from="2026-03-02") == ["mfa.verified"]
+    page = client.get(reverse("audit-log"), {"action": "mfa.failed"}).content.decode()
+    assert "2026-03-01 23:30:00" in page  # shown in the viewer's city time
 
 
 def test_a_bad_filter_is_shown_not_a_500(client, administrator):
@@ -102,6 +110,16 @@ def test_a_bad_filter_is_shown_not_a_500(client, administrator):
     export = client.get(reverse("audit-export"), backwards)
     assert export.status_code == 400
     assert "date_to" in export.json()["errors"]
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31", "1999-12-31"])
+def test_a_date_out_of_range_is_a_field_error(client, administrator, day):
+    signed_in(client, administrator)
+    for field in ("date_from", "date_to"):
+        page = client.get(reverse("audit-log"), {field: day})
+        assert page.status_code == 200 and "Give a date" in page.content.decode()
+        export = client.get(reverse("audit-export"), {field: day})
+        assert export.status_code == 400 and field in export.json()["errors"]
 
 
 def test_the_log_is_paginated(client, administrator, commander, settings):
@@ -167,6 +185,18 @@ def test_non_administrators_are_refused_and_the_refusal_recorded(client, command
     refusal = AuditEntry.objects.get(action="access.denied", user_id=commander.pk)
     assert refusal.detail["status"] == 403 and refusal.detail["path"] == reverse(page)
     assert not AuditEntry.objects.filter(action="export", user_id=commander.pk).exists()
+
+
+def test_a_cross_site_refusal_is_recorded(commander):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(commander)
+    response = client.post(reverse("logout"))
+    assert response.status_code == 403
+    refusal = AuditEntry.objects.get(action="access.denied", user_id=commander.pk)
+    assert refusal.detail["reason"].startswith("CSRF:")
+    assert not AuditEntry.objects.filter(action="auth.logout", user_id=commander.pk).exists()
 
 
 def test_strangers_are_sent_to_sign_in(client):
