@@ -14,6 +14,7 @@ Enforced on every way in:
 - WebSockets: the consumers call ``mfa_satisfied`` on connect and on every re-check.
 """
 
+import math
 import re
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -26,6 +27,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest, HttpResponseRedirect, JsonResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django_otp import DEVICE_ID_SESSION_KEY, verify_token
 from django_otp import login as otp_login
@@ -265,10 +267,8 @@ def second_factor_verify(
 
 def _refusal(allowed: bool, throttle) -> str:
     if not allowed and throttle and throttle.get("locked_until"):
-        return (
-            "Too many wrong codes: wait until "
-            f"{throttle['locked_until']:%H:%M:%S} UTC and try again."
-        )
+        wait = math.ceil((throttle["locked_until"] - timezone.now()).total_seconds())
+        return f"Too many wrong codes: wait {max(wait, 1)} seconds and try again."
     return "That code is not valid. Check the time on your phone, or use a backup code."
 
 
