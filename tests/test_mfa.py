@@ -485,3 +485,37 @@ def test_an_administrator_resets_a_lost_factor_without_seeing_its_secret(client,
     # Next time the commander signs in, enrolment comes after the password.
     _, response = sign_in_with_password(commander)
     assert response["Location"].startswith(reverse("mfa-enrol"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_backup_code_raced_by_two_sign_ins_works_for_one_only(commander):
+    import threading
+
+    from django.core.exceptions import ValidationError
+    from django.db import connections
+
+    from coordination.mfa import backup_codes_regenerate, second_factor_verify
+
+    authenticator_for(commander)
+    code = backup_codes_regenerate(user=commander)[0]
+    results: list[str] = []
+    start = threading.Barrier(2)
+
+    def attempt() -> None:
+        try:
+            start.wait()
+            second_factor_verify(user=commander, code=code)
+            results.append("accepted")
+        except ValidationError:
+            results.append("refused")
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=attempt) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert sorted(results) == ["accepted", "refused"]
+    assert code not in backup_codes_of(commander)
