@@ -21,10 +21,12 @@ anything published to ``user:<me>``
     Forwarded as-is, e.g. ``{"type": "alert", "alert": {...}}``.
 
 Refusals close the socket after the handshake, so that a browser can read the code:
-4401 no session, 4404 no such incident or not visible to this user; 1013 live updates are
-unavailable right now (try again later). A foreign ``Origin`` is refused at the handshake. An open
-connection is checked again every ``LIVE_REVALIDATE_SECONDS``: a session that ended (4401) or an
-incident no longer visible, e.g. the agency left it (4404), closes it. A client that stops reading
+4401 no session, or a session whose second factor is outstanding
+(``coordination.mfa.mfa_satisfied``); 4404 no such incident or not visible to this user; 1013 live
+updates are unavailable right now (try again later). A foreign ``Origin`` is refused at the
+handshake. An open connection is checked again every ``LIVE_REVALIDATE_SECONDS``: a session that
+ended or lost its second factor (4401) or an incident no longer visible, e.g. the agency left it
+(4404), closes it. A client that stops reading
 is dropped without a close frame (1006; 4408 under servers other than uvicorn): reconnect, replay.
 """
 
@@ -42,6 +44,7 @@ from channels.utils import await_many_dispatch
 from django.conf import settings
 
 from coordination.markings import OPEN_TO_PARTICIPANTS, Audience
+from coordination.mfa import mfa_satisfied
 from ctpn.realtime import encode, incident_topic, user_topic
 from incidents.events import event_placeholder
 from incidents.models import Incident
@@ -196,6 +199,9 @@ class TopicConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
+        if not await database_sync_to_async(mfa_satisfied)(user, self.scope.get("session")):
+            await self.close(code=CLOSE_UNAUTHENTICATED)  # signing in is not finished
+            return
         try:
             topics = await self.topics(user)
         except Refused as refusal:
@@ -276,7 +282,10 @@ class TopicConsumer(AsyncWebsocketConsumer):
             self.scope["session"].session_key
         )
         user = await get_user({"session": session})
-        code = CLOSE_UNAUTHENTICATED if not user.is_authenticated else None
+        signed_in = user.is_authenticated and await database_sync_to_async(mfa_satisfied)(
+            user, session
+        )
+        code = CLOSE_UNAUTHENTICATED if not signed_in else None
         if code is None:
             code = await self.still_allowed(user)
         if code is not None:

@@ -1,15 +1,18 @@
 """REST endpoints for the directory (agencies, people), the decision log and actions."""
 
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import filters, mixins, serializers, status, views, viewsets
-from rest_framework.authtoken.views import ObtainAuthToken
+from django.contrib.auth import authenticate
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import filters, mixins, parsers, serializers, status, views, viewsets
+from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from ctpn.api import validated
 from incidents.api import INCIDENT_PATH_PARAMETER, RECIPIENTS_PREFETCH, IncidentScopedViewSet
 
+from .mfa import has_authenticator, mfa_required, second_factor_verify
 from .models import Action, Agency, City, Decision, DecisionPosition, User
 from .roles import Capability
 from .serializers import (
@@ -41,10 +44,58 @@ from .services import (
 )
 
 
-class TokenView(ObtainAuthToken):
-    """Issue the API token of an integration account: ``Authorization: Token <key>``."""
+class TokenRequestSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
+    otp = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=32,
+        help_text="A code from the account's authenticator app, or one of its backup codes. "
+        "Required when the account has a second factor.",
+    )
+
+
+TokenSerializer = inline_serializer("Token", {"token": serializers.CharField()})
+
+
+class TokenView(views.APIView):
+    """Issue the API token of an integration account: ``Authorization: Token <key>``.
+
+    An account with a second factor gives a code from it as ``otp`` (400 naming ``otp`` when it is
+    missing or wrong; wrong codes count as failed sign-ins). An account that must have a second
+    factor and has none is refused (403) until it sets one up in the browser.
+    """
 
     permission_classes = [AllowAny]
+    # No session or token is looked at: a half-signed-in session must not stand in the way.
+    authentication_classes: list = []
+    parser_classes = [parsers.JSONParser, parsers.FormParser, parsers.MultiPartParser]
+
+    @extend_schema(
+        request=TokenRequestSerializer,
+        responses={
+            200: TokenSerializer,
+            400: OpenApiResponse(description="Bad credentials, or a missing or wrong ``otp``."),
+            403: OpenApiResponse(description="The account must set up a second factor first."),
+        },
+    )
+    def post(self, request):
+        data = validated(TokenRequestSerializer, request)
+        user = authenticate(request._request, username=data["username"], password=data["password"])
+        if user is None:
+            raise serializers.ValidationError(
+                {"non_field_errors": ["Unable to log in with provided credentials."]}
+            )
+        if has_authenticator(user):
+            second_factor_verify(user=user, code=data.get("otp", ""), request=request, field="otp")
+        elif mfa_required(user):
+            raise PermissionDenied(
+                "This account must set up two-factor authentication before it can have a token: "
+                "sign in to the web application once to do so."
+            )
+        token, _ = Token.objects.get_or_create(user=user)
+        return Response({"token": token.key})
 
 
 class MeView(views.APIView):

@@ -81,7 +81,7 @@ DEBUG = env_bool("DEBUG", not PRODUCTION)
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "ctpn.adminsite.VerifiedAdminConfig",  # the Django admin, for verified sessions only
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -94,6 +94,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "coordination",
     "incidents",
     "comms",
@@ -106,6 +109,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "coordination.mfa.SecondFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -276,6 +281,19 @@ SPECTACULAR_SETTINGS = {
     },
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
 }
+
+# --- Authentication ----------------------------------------------------------------------------
+# A second factor (an authenticator app, TOTP; one-time backup codes as the fallback) is required
+# of strategic and neutral commanders, administrators and superusers; with this on, of everyone.
+# Who must have one and has none is sent to enrolment right after the password.
+MFA_REQUIRED_FOR_ALL = env_bool("CTPN_MFA_REQUIRED_FOR_ALL", False)
+# The name authenticator apps show next to the code.
+OTP_TOTP_ISSUER = env_str("CTPN_MFA_ISSUER", "CTPN")
+# Backup codes given at enrolment (each works once); regenerating replaces them all.
+MFA_BACKUP_CODE_COUNT = env_int("CTPN_MFA_BACKUP_CODE_COUNT", 10)
+# Administrators reset a lost second factor by deleting the person's devices in the admin; they
+# never see a secret or a backup code there.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 # --- Domain ------------------------------------------------------------------------------------
 # JESIP logging: a decision logged this long after it was taken must say why.

@@ -64,6 +64,7 @@ urlpatterns = [
     path("audit/", coordination_views.audit_log, name="audit-log"),
     path("audit/export.csv", coordination_views.audit_export, name="audit-export"),
     path("", include("comms.urls")),
+    path("accounts/", include("coordination.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),

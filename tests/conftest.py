@@ -15,6 +15,7 @@ from coordination.roles import Role
 from incidents.models import IncidentLevel, IncidentType
 from incidents.services import incident_open
 
+from .auth import SignedInAsyncClient, SignedInClient
 from .factories import AgencyFactory, CityFactory, UserFactory
 from .live import live_runtime  # noqa: F401  (a fixture)
 from .servers import asgi_server  # noqa: F401  (a fixture)
@@ -103,6 +104,18 @@ def incident(commander, police, fire):
 
 
 @pytest.fixture
+def client():
+    """A Django test client whose ``force_login`` signs in fully, second factor included."""
+    return SignedInClient()
+
+
+@pytest.fixture
+def async_client():
+    """The async test client, likewise signed in fully by ``aforce_login``."""
+    return SignedInAsyncClient()
+
+
+@pytest.fixture
 def api():
     """Return an API client signed in as the given user: ``api(user)``."""
 
@@ -166,15 +179,14 @@ def page(browser):
 @pytest.fixture
 def signed_in(browser, request):
     """Open a browser tab signed in as a user: ``signed_in(user)`` (on the session's ASGI server)
-    or ``signed_in(user, server=...)``. Each call is its own browser context, as two people on
-    two machines would be. The session is made server-side; no password is typed."""
-    from django.test import Client
-
+        or ``signed_in(user, server=...)``. Each call is its own browser context, as two people on
+        two machines would be. The session is made server-side, its second factor verified where the
+    user has or needs one; no password or code is typed."""
     contexts = []
 
     def open_as(user, server=None, javascript: bool = True):
         server = server or request.getfixturevalue("asgi_server")
-        client = Client()
+        client = SignedInClient()
         client.force_login(user)
         context = browser.new_context(base_url=server.url, java_script_enabled=javascript)
         context.add_cookies(

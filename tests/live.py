@@ -13,15 +13,16 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.test import Client
 
 from comms.fanout import stop_hub
 from comms.presence import stop_presence
 from ctpn.asgi import application
 
+from .auth import SignedInClient
+
 
 def session_cookie(user) -> str:
-    client = Client()
+    client = SignedInClient()
     client.force_login(user)
     return f"sessionid={client.cookies['sessionid'].value}"
 

@@ -10,6 +10,7 @@ from comms.models import Acknowledgement, Activation, Notification
 from comms.services import activation_send
 from coordination.roles import Role
 
+from .auth import signed_in_client
 from .factories import UserFactory
 from .workers import contact, rota_on_call
 
@@ -25,9 +26,7 @@ def duty(police):
 
 
 def signed_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
+    return signed_in_client(user)
 
 
 def test_a_commander_sends_from_the_form_and_lands_on_the_board(commander, police, duty):

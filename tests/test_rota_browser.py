@@ -10,6 +10,7 @@ from django.utils import timezone
 from comms.models import RotaOverride
 from coordination.roles import Role
 
+from .auth import browser_sign_in
 from .factories import RotaFactory, ShiftFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -18,10 +19,7 @@ AXE = Path(__file__).resolve().parent.parent / "node_modules" / "axe-core" / "ax
 
 
 def sign_in(page, live_server, user) -> None:
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", user.username)
-    page.fill("#id_password", "correct horse battery staple")
-    page.click("button[type=submit]")
+    browser_sign_in(page, live_server.url, user, "correct horse battery staple")
     page.wait_for_url(f"{live_server.url}/")
 
 

@@ -7,6 +7,7 @@ It lives in ``comms``, the app on top, because the demo spans every app (rotas a
 included) and only ``comms`` may import all of them.
 """
 
+from base64 import b32encode
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -14,8 +15,10 @@ from typing import Any
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from comms.demo import seed_rotas
+from coordination.mfa import mfa_required
 from coordination.models import Agency, AgencyType, City, User
 from coordination.roles import Role
 from coordination.services import (
@@ -29,6 +32,10 @@ from incidents.models import Incident, IncidentLevel, IncidentStatus, IncidentTy
 from incidents.services import incident_open, incident_transition, methane_submit, timeline_add
 
 DEMO_PASSWORD = "ctpn-demo-2026"  # noqa: S105  (printed on purpose: demo data only)
+# The demo users who must sign in with a second factor share one authenticator secret, printed
+# with the logins: add it to an authenticator app (or `oathtool --totp -b <secret>`). Demo only.
+DEMO_TOTP_KEY = b"ctpn-demo-totp-2026!"  # 20 bytes, as authenticator apps expect
+DEMO_TOTP_SECRET = b32encode(DEMO_TOTP_KEY).decode()
 EXERCISE_TITLE = "Exercise NORDIC SHIELD: marauding attack at Stockholm Central Station"
 
 AGENCIES = [
@@ -106,6 +113,11 @@ class Command(BaseCommand):
                 platform.save(update_fields=["is_superuser", "is_staff"])
 
             self._rotas(agencies, users)
+            second_factor = [
+                person for person in [*users.values(), platform] if mfa_required(person)
+            ]
+            for person in second_factor:
+                self._authenticator(person)
 
             exercise = Incident.objects.filter(city=city, title=EXERCISE_TITLE).first()
             if exercise is None:
@@ -120,6 +132,13 @@ class Command(BaseCommand):
         for username, _first, _last, agency, roles in logins:
             role_names = ", ".join(roles) or "superuser (every city, Django admin)"
             self.stdout.write(f"  {username:<14} {DEMO_PASSWORD:<16} {agency:<6} {role_names}")
+        names = ", ".join(person.username for person in second_factor)
+        self.stdout.write(
+            f"\nTwo-factor sign-in for {names}: after the password, enter the 6-digit code of the"
+            f"\ndemo authenticator secret {DEMO_TOTP_SECRET} (add it to an authenticator app, or"
+            f"\nrun: oathtool --totp -b {DEMO_TOTP_SECRET}). Demo data only: real accounts each"
+            "\nset up their own at /accounts/mfa/enrol/."
+        )
 
     def _user(self, username, first, last, agency, roles) -> User:
         user, created = User.objects.get_or_create(
@@ -136,6 +155,12 @@ class Command(BaseCommand):
             user.save(update_fields=["password"])
             user_set_roles(target=user, roles=roles)
         return user
+
+    def _authenticator(self, user: User) -> None:
+        if not TOTPDevice.objects.filter(user=user, confirmed=True).exists():
+            TOTPDevice.objects.create(
+                user=user, name="Demo authenticator", key=DEMO_TOTP_KEY.hex(), confirmed=True
+            )
 
     def _exercise(self, agencies, users) -> Incident:
         now = timezone.now()
