@@ -8,6 +8,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from ctpn.api import validated
+from ctpn.security import lockout_response
 from incidents.api import INCIDENT_PATH_PARAMETER, IncidentScopedViewSet
 
 from .models import Action, Agency, City, Decision, DecisionPosition, User
@@ -34,13 +35,27 @@ from .services import (
     decision_position_record,
     decision_record,
     user_create,
+    user_deactivate,
 )
 
 
 class TokenView(ObtainAuthToken):
-    """Issue the API token of an integration account: ``Authorization: Token <key>``."""
+    """Issue the API token of an integration account: ``Authorization: Token <key>``.
+
+    Throttled strictly per address; repeated failures lock the username and address out (429).
+    """
 
     permission_classes = [AllowAny]
+    throttle_scope = "auth-token"
+
+    def post(self, request, *args, **kwargs):
+        try:
+            return super().post(request, *args, **kwargs)
+        except serializers.ValidationError:
+            if getattr(request, "axes_locked_out", False):
+                username = request.data.get("username") if hasattr(request.data, "get") else None
+                return lockout_response(request, None, {"username": username})
+            raise
 
 
 class MeView(views.APIView):
@@ -87,6 +102,7 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         "list": Capability.VIEW,
         "retrieve": Capability.VIEW,
         "create": Capability.DIRECTORY_MANAGE,
+        "deactivate": Capability.DIRECTORY_MANAGE,
     }
 
     def get_queryset(self):
@@ -105,6 +121,15 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             self.get_serializer(self.get_queryset().get(pk=user.pk)).data,
             status=status.HTTP_201_CREATED,
         )
+
+    @extend_schema(request=None, responses={200: UserSerializer})
+    @action(detail=True, methods=["post"])
+    def deactivate(self, request, pk=None):
+        """Deactivate the person's account: they cannot sign in any more, and their sessions and
+        API tokens end now (400 for your own account)."""
+        target = self.get_object()
+        user_deactivate(user=request.user, target=target, request=request)
+        return Response(self.get_serializer(self.get_queryset().get(pk=target.pk)).data)
 
 
 ChainReportSerializer = inline_serializer(

@@ -1,9 +1,7 @@
 """The audit log records who did what, survives the caller's rollback, and is hash-chained."""
 
-import threading
-
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 from django.test import RequestFactory
 from django.urls import reverse
 
