@@ -12,6 +12,16 @@ from django.utils import timezone
 from coordination.audit import audit_record
 
 LOCKED_OUT_STATUS = 429
+# Longer names exist nowhere (the user model's limit); the attempt log's column is not much wider.
+USERNAME_MAX = 150
+
+
+def lockout_username(request, credentials: dict | None) -> str | None:
+    """The username an attempt is counted under: as typed, cut to the longest possible one."""
+    username = (credentials or {}).get("username")
+    if username is None and hasattr(request, "POST"):
+        username = request.POST.get("username")
+    return None if username is None else str(username)[:USERNAME_MAX]
 
 
 def _plain_request(request) -> HttpRequest:

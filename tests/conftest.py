@@ -7,6 +7,7 @@ The suite runs against real PostgreSQL and Redis (``make test`` provisions both 
 import os
 
 import pytest
+from django.core.cache import cache
 from django.db import connections
 from rest_framework.test import APIClient
 
@@ -30,6 +31,14 @@ for database in connections.settings.values():
 def fast_password_hashing(settings):
     # Factories hash a password per user; the production hasher would dominate the run time.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    # API throttling counts requests in the cache; each test starts with none counted.
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture
