@@ -9,6 +9,7 @@ from rest_framework.response import Response
 
 from ctpn.api import validated
 from ctpn.security import lockout_response
+from ctpn.throttling import AnonRateThrottle, ScopedRateThrottle
 from incidents.api import INCIDENT_PATH_PARAMETER, IncidentScopedViewSet
 
 from .models import Action, Agency, City, Decision, DecisionPosition, User
@@ -46,6 +47,8 @@ class TokenView(ObtainAuthToken):
     """
 
     permission_classes = [AllowAny]
+    # DRF's token view turns throttling off; here it is on, with a strict rate of its own.
+    throttle_classes = [AnonRateThrottle, ScopedRateThrottle]
     throttle_scope = "auth-token"
 
     def post(self, request, *args, **kwargs):

@@ -46,17 +46,36 @@ def _expiry_set(session, now: float) -> None:
     session.set_expiry(max(1, int(min(idle_left, absolute_left))))
 
 
+def _ended_message(reason: str) -> str:
+    idle = _duration(settings.SESSION_IDLE_TIMEOUT_SECONDS)
+    absolute = _duration(settings.SESSION_ABSOLUTE_TIMEOUT_SECONDS)
+    if reason == "idle":
+        return f"You were signed out after {idle} without activity. Sign in again."
+    if reason == "absolute":
+        return f"Your session reached its limit of {absolute}. Sign in again."
+    return (
+        f"Your session has ended (sessions end after {idle} without activity and {absolute} "
+        "after signing in, or when the account is changed). Sign in again."
+    )
+
+
 class SessionTimeoutMiddleware(MiddlewareMixin):
     """End a signed-in session after SESSION_IDLE_TIMEOUT_SECONDS without a request, and
     SESSION_ABSOLUTE_TIMEOUT_SECONDS after sign-in whatever happens.
 
-    A page is redirected to the sign-in page with a message saying why; the API answers 401. An
+    The session store expires the session at the same limits (so most often the session is simply
+    gone when the person comes back); this middleware enforces them on every request too, and
+    says why. A page is redirected to the sign-in page with a message; the API answers 401. An
     API request that also carries a token goes on, authenticated by its token alone.
     """
 
     def process_request(self, request: HttpRequest) -> HttpResponse | None:
         session = request.session
         if SESSION_KEY not in session:
+            if request.COOKIES.get(settings.SESSION_COOKIE_NAME) and session.session_key is None:
+                # The browser names a session that has ended (its cookie is deleted with this
+                # response): say so once, instead of a bare "sign in".
+                return self.ended(request, "ended")
             return None
         now = time.time()
         started = session.get(STARTED_AT)
@@ -75,34 +94,31 @@ class SessionTimeoutMiddleware(MiddlewareMixin):
                 session[LAST_SEEN_AT] = now
                 _expiry_set(session, now)
             return None
-        return self.session_end(request, reason)
-
-    def session_end(self, request: HttpRequest, reason: str) -> HttpResponse | None:
-        user = request.user
         audit_record(
-            action="auth.session_expired", user=user, request=request, detail={"reason": reason}
+            action="auth.session_expired",
+            user=request.user,
+            request=request,
+            detail={"reason": reason},
         )
         logout(request)
-        if reason == "idle":
-            message = (
-                "You were signed out after "
-                f"{_duration(settings.SESSION_IDLE_TIMEOUT_SECONDS)} without activity. "
-                "Sign in again."
-            )
-        else:
-            message = (
-                "Your session reached its limit of "
-                f"{_duration(settings.SESSION_ABSOLUTE_TIMEOUT_SECONDS)}. Sign in again."
-            )
+        return self.ended(request, reason)
+
+    def ended(self, request: HttpRequest, reason: str) -> HttpResponse | None:
+        message = _ended_message(reason)
         if request.path.startswith("/api/"):
             if request.headers.get("Authorization"):
                 return None  # the token decides, as if there had been no session
             response: HttpResponse = JsonResponse({"detail": message}, status=401)
             response["WWW-Authenticate"] = "Token"
             return response
+        if reason == "ended" and request.method != "GET":
+            return None  # e.g. signing in again, or a one-tap acknowledgement
         messages.warning(request, message)
+        htmx = bool(request.headers.get("HX-Request"))
+        if reason == "ended" and not htmx:
+            return None  # the page decides whether it needs a signed-in person
         response = redirect_to_login(request.get_full_path())
-        if request.headers.get("HX-Request"):
+        if htmx:
             # A panel refresh must not swap the sign-in page into the panel: htmx loads it whole.
             response["HX-Redirect"] = response["Location"]
         return response

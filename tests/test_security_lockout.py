@@ -69,9 +69,7 @@ def test_the_lock_is_per_username_and_address(person, police):
     # The person at their own desk still signs in, and the attacker's address can still be
     # used with another name.
     assert page_sign_in(Client(REMOTE_ADDR="10.0.0.5"), PASSWORD).status_code == 302
-    other = attacker.post(
-        "/accounts/login/", {"username": "someone-else", "password": PASSWORD}
-    )
+    other = attacker.post("/accounts/login/", {"username": "someone-else", "password": PASSWORD})
     assert other.status_code == 302
 
 
