@@ -1,4 +1,4 @@
-"""API throttling: anonymous callers per address, people per account, the token endpoint strictly."""
+"""API throttling: anonymous callers per address, people per account, the token endpoint apart."""
 
 import pytest
 from rest_framework.test import APIClient
