@@ -183,7 +183,7 @@ def test_the_admin_action_deactivates_and_signs_out(admin_browser, outsider):
 
 @pytest.mark.django_db
 def test_the_admin_password_change_signs_out_everywhere_else(admin_browser, outsider):
-    root, client = admin_browser
+    _, client = admin_browser
     elsewhere = browser_of(outsider)
     integration = token_client(outsider)
     response = client.post(
