@@ -113,3 +113,75 @@ def test_the_inline_checks_can_fail(tmp_path):
     sample = '<p style="color:red" onclick="go()">x</p><script>alert(1)</script>'
     hits = [what for pattern, what in INLINE_IN_TEMPLATES if pattern.search(sample)]
     assert hits == ["a style attribute", "an inline script", "an inline event handler"]
+
+
+COLLECT_VIOLATIONS = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.__cspViolations.push(`${event.violatedDirective} ${event.blockedURI}`);
+});
+"""
+
+
+def violations_on(tab, path: str, ready: str) -> list[str]:
+    console: list[str] = []
+    tab.on(
+        "console",
+        lambda message: console.append(message.text)
+        if "Content Security Policy" in message.text
+        else None,
+    )
+    tab.goto(path)
+    tab.wait_for_selector(ready)
+    tab.wait_for_timeout(300)  # late scripts (the live client, htmx swaps) have run
+    return [*tab.evaluate("window.__cspViolations"), *console]
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_no_page_breaks_the_policy_in_a_real_browser(signed_in, incident, commander, asgi_server):
+    root = UserFactory(username="root", agency=None, is_superuser=True, is_staff=True)
+    pages = [
+        (commander, f"/incidents/{incident.pk}/", "#live-status[data-state=live]"),
+        (commander, f"/incidents/{incident.pk}/wall/", "#live-status[data-state=live]"),
+        (commander, f"/incidents/{incident.pk}/decisions/new/", "form"),
+        (commander, "/incidents/", "main"),
+        (commander, "/alerts/", "main"),
+        (commander, "/activations/", "main"),
+        (commander, "/activations/new/", "form.activation-form"),
+        (commander, "/rotas/", "main"),
+        (commander, "/accounts/password_change/", "form"),
+        (root, "/admin/", "#content"),
+        (root, "/admin/coordination/user/", "#changelist"),
+        (root, f"/admin/coordination/user/{commander.pk}/change/", "#user_form"),
+        (root, "/api/docs/", ".swagger-ui .info"),
+    ]
+    found = {}
+    for user, path, ready in pages:
+        tab = signed_in(user)
+        tab.add_init_script(COLLECT_VIOLATIONS)
+        violations = violations_on(tab, path, ready)
+        if violations:
+            found[path] = violations
+    anonymous = signed_in(commander).context.browser.new_context(base_url=asgi_server.url)
+    tab = anonymous.new_page()
+    tab.add_init_script(COLLECT_VIOLATIONS)
+    if violations := violations_on(tab, "/accounts/login/", "form.login"):
+        found["/accounts/login/"] = violations
+    anonymous.close()
+    assert found == {}
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_browser_reports_an_inline_script_it_refuses(signed_in, commander):
+    """The check above can fail: an inline script injected into a page is reported."""
+    tab = signed_in(commander)
+    tab.add_init_script(COLLECT_VIOLATIONS)
+    violations_on(tab, "/incidents/", "main")
+    tab.evaluate(
+        "() => { const s = document.createElement('div');"
+        " s.innerHTML = '<img src=x onerror=alert(1)>'; document.body.append(s); }"
+    )
+    tab.wait_for_timeout(300)
+    assert any("script-src" in v for v in tab.evaluate("window.__cspViolations"))
