@@ -28,7 +28,7 @@ def production_environment() -> dict[str, str]:
 
 
 def check_deploy(env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
         env=env,
