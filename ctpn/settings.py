@@ -411,11 +411,10 @@ AXES_USERNAME_CALLABLE = "ctpn.security.lockout_username"
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_SENSITIVE_PARAMETERS = ["password", "otp_token", "token"]
 AXES_VERBOSE = False
+AXES_IPWARE_META_PRECEDENCE_ORDER: tuple[str, ...] = ("REMOTE_ADDR",)
 if TRUSTED_PROXY_COUNT:
     AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT
     AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
-else:
-    AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
 if AXES_FAILURE_LIMIT < 1:
     raise ImproperlyConfigured("LOGIN_FAILURE_LIMIT must be at least 1")
 
@@ -423,14 +422,15 @@ if AXES_FAILURE_LIMIT < 1:
 # token endpoint has its own strict rate. A refusal is 429 with Retry-After. Rates are DRF's
 # "<count>/<second|minute|hour|day>".
 REST_FRAMEWORK["NUM_PROXIES"] = TRUSTED_PROXY_COUNT or None
-REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
+API_THROTTLE_RATES = {
     "anon": env_str("API_THROTTLE_ANON", "60/minute"),
     "user": env_str("API_THROTTLE_USER", "1200/minute"),
     "auth-token": env_str("API_THROTTLE_AUTH_TOKEN", "10/minute"),
     # The SMS provider posts a receipt per message, in bursts after a large activation.
     "sms-receipts": env_str("API_THROTTLE_SMS_RECEIPTS", "6000/minute"),
 }
-for _scope, _rate in REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"].items():
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = API_THROTTLE_RATES
+for _scope, _rate in API_THROTTLE_RATES.items():
     _count, _, _period = _rate.partition("/")
     if not _count.isdigit() or _period not in {"second", "minute", "hour", "day"}:
         raise ImproperlyConfigured(

@@ -14,7 +14,8 @@ class SettingsRate:
     def get_rate(self) -> str | None:
         if not self.scope:
             return None
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+        rate = api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+        return None if rate is None else str(rate)
 
 
 class AnonRateThrottle(SettingsRate, throttling.AnonRateThrottle):

@@ -127,9 +127,9 @@ def violations_on(tab, path: str, ready: str) -> list[str]:
     console: list[str] = []
     tab.on(
         "console",
-        lambda message: console.append(message.text)
-        if "Content Security Policy" in message.text
-        else None,
+        lambda message: (
+            console.append(message.text) if "Content Security Policy" in message.text else None
+        ),
     )
     tab.goto(path)
     tab.wait_for_selector(ready)
