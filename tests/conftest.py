@@ -162,10 +162,17 @@ def browser():
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
+# The tests' own tools run as page script that the Content Security Policy refuses: axe-core is
+# injected as an inline script, and wait_for_function compiles its predicate with eval. So the
+# tests' browsers ignore the policy, except where the policy is what is tested
+# (tests/test_security_csp.py opens its tabs with ``bypass_csp=False``).
+BYPASS_CSP_FOR_TEST_TOOLS = True
+
+
 @pytest.fixture
 def page(browser):
     """A fresh browser tab."""
-    context = browser.new_context()
+    context = browser.new_context(bypass_csp=BYPASS_CSP_FOR_TEST_TOOLS)
     tab = context.new_page()
     tab.set_default_timeout(15_000)
     yield tab
@@ -181,11 +188,15 @@ def signed_in(browser, request):
 
     contexts = []
 
-    def open_as(user, server=None, javascript: bool = True):
+    def open_as(
+        user, server=None, javascript: bool = True, bypass_csp: bool = BYPASS_CSP_FOR_TEST_TOOLS
+    ):
         server = server or request.getfixturevalue("asgi_server")
         client = Client()
         client.force_login(user)
-        context = browser.new_context(base_url=server.url, java_script_enabled=javascript)
+        context = browser.new_context(
+            base_url=server.url, java_script_enabled=javascript, bypass_csp=bypass_csp
+        )
         context.add_cookies(
             [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": server.url}]
         )

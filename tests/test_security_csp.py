@@ -158,12 +158,14 @@ def test_no_page_breaks_the_policy_in_a_real_browser(signed_in, incident, comman
     ]
     found = {}
     for user, path, ready in pages:
-        tab = signed_in(user)
+        tab = signed_in(user, bypass_csp=False)
         tab.add_init_script(COLLECT_VIOLATIONS)
         violations = violations_on(tab, path, ready)
         if violations:
             found[path] = violations
-    anonymous = signed_in(commander).context.browser.new_context(base_url=asgi_server.url)
+    anonymous = signed_in(commander, bypass_csp=False).context.browser.new_context(
+        base_url=asgi_server.url
+    )
     tab = anonymous.new_page()
     tab.add_init_script(COLLECT_VIOLATIONS)
     if violations := violations_on(tab, "/accounts/login/", "form.login"):
@@ -176,7 +178,7 @@ def test_no_page_breaks_the_policy_in_a_real_browser(signed_in, incident, comman
 @pytest.mark.django_db(transaction=True)
 def test_the_browser_reports_an_inline_script_it_refuses(signed_in, commander):
     """The check above can fail: an inline script injected into a page is reported."""
-    tab = signed_in(commander)
+    tab = signed_in(commander, bypass_csp=False)
     tab.add_init_script(COLLECT_VIOLATIONS)
     violations_on(tab, "/incidents/", "main")
     tab.evaluate(

@@ -145,3 +145,11 @@ def test_an_absurdly_long_username_is_a_clear_refusal_not_an_error(person):
         response = client.post("/api/v1/auth/token/", {"username": "x" * 5000, "password": "no"})
         assert response.status_code in {400, 429}
     assert response.status_code == 429
+
+
+def test_a_sign_in_without_a_request_is_not_counted_or_refused(person):
+    # The test client's login() passes no request: there is no client address to lock out.
+    client = Client()
+    for _ in range(6):
+        assert client.login(username="duty-officer", password="wrong") is False
+    assert client.login(username="duty-officer", password=PASSWORD) is True
