@@ -215,3 +215,23 @@ async def test_an_open_dashboard_closes_when_its_person_is_deactivated(
         if output["type"] == "websocket.close":
             break
     assert output.get("code") == CLOSE_UNAUTHENTICATED
+
+
+@pytest.mark.django_db
+def test_unticking_active_on_the_admin_form_signs_out_everywhere(outsider, rf):
+    from types import SimpleNamespace
+
+    from django.contrib import admin as django_admin
+
+    elsewhere = browser_of(outsider)
+    integration = token_client(outsider)
+    model_admin = django_admin.site._registry[User]
+    outsider.is_active = False
+
+    model_admin.save_model(
+        rf.post("/"), outsider, SimpleNamespace(changed_data=["is_active"]), change=True
+    )
+
+    assert elsewhere.get("/api/v1/me/").status_code == 401
+    assert integration.get("/api/v1/me/").status_code == 401
+    assert sessions_of(outsider) == 0
