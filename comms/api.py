@@ -27,6 +27,7 @@ from rest_framework.response import Response
 from coordination.models import User
 from coordination.roles import Capability
 from ctpn.api import validated
+from ctpn.throttling import ScopedRateThrottle
 
 from .models import (
     Activation,
@@ -555,6 +556,9 @@ class SmsReceiptView(views.APIView):
 
     authentication_classes = [SmsProviderAuthentication]
     permission_classes = [IsSmsProvider]
+    # The provider is not a signed-in person: its bursts get their own rate, not the anonymous one.
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "sms-receipts"
 
     @extend_schema(request=SmsReceiptSerializer, responses={204: None})
     def post(self, request):

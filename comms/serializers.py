@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from coordination.models import Agency, User
@@ -125,7 +126,22 @@ class OnCallQuerySerializer(serializers.Serializer):
     )
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$",
+        "example": "08:00:00",
+    }
+)
+class WallClockTimeField(serializers.TimeField):
+    """A local wall-clock time with no offset ("08:00:00"); the schema's "time" format would
+    demand an offset (RFC 3339), which a rota's time in its agency's zone does not have."""
+
+
 class ShiftSerializer(serializers.ModelSerializer):
+    start_time = WallClockTimeField(
+        read_only=True, help_text="Local wall-clock time each occurrence starts."
+    )
     user_name = serializers.SerializerMethodField()
     first_starts_at = serializers.SerializerMethodField()
     first_ends_at = serializers.SerializerMethodField()
@@ -237,7 +253,9 @@ class ContactMethodPatchSerializer(serializers.Serializer):
 
 
 class EscalationStepSerializer(serializers.ModelSerializer):
-    group_name = serializers.CharField(source="group.name", default=None, read_only=True)
+    group_name = serializers.CharField(
+        source="group.name", default=None, read_only=True, allow_null=True
+    )
 
     class Meta:
         model = EscalationStep

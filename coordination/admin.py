@@ -4,8 +4,10 @@ Incident-scoped records are changed only through the services, so that every cha
 live picture as an event and the decision log keeps its chain; the admin lists and shows them.
 """
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 
 from .models import (
     Action,
@@ -17,6 +19,7 @@ from .models import (
     RoleAssignment,
     User,
 )
+from .services import user_credentials_revoke, user_deactivate
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -76,6 +79,7 @@ class UserAdmin(DjangoUserAdmin):
     list_filter = ["agency__city", "agency", "role_assignments__role", "is_active"]
     list_select_related = ["agency"]
     inlines = [RoleAssignmentInline]
+    actions = ["deactivate"]
     fieldsets = (
         *(DjangoUserAdmin.fieldsets or ()),
         ("Agency", {"fields": ("agency", "phone")}),
@@ -91,6 +95,34 @@ class UserAdmin(DjangoUserAdmin):
     @admin.display(description="roles")
     def roles_display(self, user: User) -> str:
         return ", ".join(sorted(user.roles))
+
+    @admin.action(description="Deactivate and sign out everywhere (sessions and API tokens)")
+    def deactivate(self, request, queryset) -> None:
+        done = 0
+        for target in queryset:
+            try:
+                user_deactivate(user=request.user, target=target, request=request)
+                done += 1
+            except (ValidationError, PermissionDenied) as exc:
+                self.message_user(request, f"{target.username}: {exc}", messages.ERROR)
+        if done:
+            self.message_user(request, f"Deactivated {done} account(s); their sessions ended.")
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        # Unticking "active" on the form ends what the person still has open, like the action.
+        if change and "is_active" in form.changed_data and not obj.is_active:
+            user_credentials_revoke(target=obj)
+
+    def user_change_password(self, request, id, form_url=""):
+        # Whoever knew the old password is out: every other session and every token ends.
+        with transaction.atomic():
+            response = super().user_change_password(request, id, form_url)
+            if request.method == "POST" and response.status_code == 302:
+                target = User.objects.get(pk=id)
+                keep = request.session.session_key if target.pk == request.user.pk else None
+                user_credentials_revoke(target=target, keep_session_key=keep)
+        return response
 
 
 class DecisionPositionInline(ReadOnlyInline):

@@ -10,6 +10,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from ctpn.api import validated
+from ctpn.security import lockout_response
+from ctpn.throttling import AnonRateThrottle, ScopedRateThrottle
 from incidents.api import INCIDENT_PATH_PARAMETER, RECIPIENTS_PREFETCH, IncidentScopedViewSet
 
 from .mfa import has_authenticator, mfa_required, second_factor_verify
@@ -41,6 +43,7 @@ from .services import (
     decision_position_record,
     decision_record,
     user_create,
+    user_deactivate,
 )
 
 
@@ -64,12 +67,16 @@ class TokenView(views.APIView):
 
     An account with a second factor gives a code from it as ``otp`` (400 naming ``otp`` when it is
     missing or wrong; wrong codes count as failed sign-ins). An account that must have a second
-    factor and has none is refused (403) until it sets one up in the browser.
+    factor and has none is refused (403) until it sets one up in the browser. Throttled strictly
+    per address; repeated failures lock the username and address out (429).
     """
 
     permission_classes = [AllowAny]
     # No session or token is looked at: a half-signed-in session must not stand in the way.
     authentication_classes: list = []
+    # DRF's own token view turns throttling off; here it is on, with a strict rate of its own.
+    throttle_classes = [AnonRateThrottle, ScopedRateThrottle]
+    throttle_scope = "auth-token"
     parser_classes = [parsers.JSONParser, parsers.FormParser, parsers.MultiPartParser]
 
     @extend_schema(
@@ -84,6 +91,8 @@ class TokenView(views.APIView):
         data = validated(TokenRequestSerializer, request)
         user = authenticate(request._request, username=data["username"], password=data["password"])
         if user is None:
+            if getattr(request, "axes_locked_out", False):
+                return lockout_response(request, None, {"username": data["username"]})
             raise serializers.ValidationError(
                 {"non_field_errors": ["Unable to log in with provided credentials."]}
             )
@@ -142,6 +151,7 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         "list": Capability.VIEW,
         "retrieve": Capability.VIEW,
         "create": Capability.DIRECTORY_MANAGE,
+        "deactivate": Capability.DIRECTORY_MANAGE,
     }
 
     def get_queryset(self):
@@ -160,6 +170,15 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             self.get_serializer(self.get_queryset().get(pk=user.pk)).data,
             status=status.HTTP_201_CREATED,
         )
+
+    @extend_schema(request=None, responses={200: UserSerializer})
+    @action(detail=True, methods=["post"])
+    def deactivate(self, request, pk=None):
+        """Deactivate the person's account: they cannot sign in any more, and their sessions and
+        API tokens end now (400 for your own account)."""
+        target = self.get_object()
+        user_deactivate(user=request.user, target=target, request=request)
+        return Response(self.get_serializer(self.get_queryset().get(pk=target.pk)).data)
 
 
 ChainReportSerializer = inline_serializer(

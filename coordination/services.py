@@ -6,10 +6,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import SESSION_KEY
 from django.contrib.auth.password_validation import validate_password
-from django.core.exceptions import ValidationError
+from django.contrib.sessions.models import Session
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from rest_framework.authtoken.models import Token
 
 from ctpn.errors import Conflict
 from incidents.events import event_append
@@ -21,6 +24,7 @@ from incidents.services import (
     recipients_store,
 )
 
+from .audit import audit_record
 from .markings import DEFAULT_MARKING, marking_validate
 from .models import (
     GENESIS_HASH,
@@ -721,3 +725,70 @@ def user_set_roles(*, target: User, roles: list[str]) -> None:
         [RoleAssignment(user=target, role=role) for role in roles], ignore_conflicts=True
     )
     target.__dict__.pop("roles", None)
+
+
+def user_credentials_revoke(*, target: User, keep_session_key: str | None = None) -> dict[str, int]:
+    """End every session and delete every API token of a person (inside the caller's
+    transaction), except the one session named: the one a person changes their password from.
+
+    Open WebSockets end at their next re-check, when they find the session gone.
+    """
+    ended = 0
+    for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator():
+        if session.session_key == keep_session_key:
+            continue
+        if str(session.get_decoded().get(SESSION_KEY)) == str(target.pk):
+            session.delete()
+            ended += 1
+    tokens, _ = Token.objects.filter(user=target).delete()
+    return {"sessions": ended, "tokens": tokens}
+
+
+def user_deactivate(*, user: User, target: User, request: Any = None) -> User:
+    """Deactivate a person's account (administrators of their city): they can no longer sign in,
+    and their sessions and API tokens end now. Deactivating an inactive account ends whatever
+    might still be open, again."""
+    require(user, Capability.DIRECTORY_MANAGE)
+    if target.pk == user.pk:
+        raise ValidationError({"user": ["You cannot deactivate your own account."]})
+    if not user.is_superuser and (target.is_superuser or target.city_id != user.city_id):
+        raise PermissionDenied("You can only deactivate people of your own city.")
+    with transaction.atomic():
+        locked = User.objects.select_for_update().get(pk=target.pk)
+        if locked.is_active:
+            locked.is_active = False
+            locked.save(update_fields=["is_active"])
+        revoked = user_credentials_revoke(target=locked)
+    audit_record(
+        action="user.deactivated", user=user, request=request, target=locked, detail=revoked
+    )
+    return locked
+
+
+def user_password_change(
+    *,
+    user: User,
+    target: User,
+    password: str,
+    keep_session_key: str | None = None,
+    request: Any = None,
+) -> User:
+    """Set a person's new password, and end every other session and every API token they hold,
+    so that whoever knew the old password is out. ``keep_session_key`` is the session the
+    change was made from, when a person changes their own."""
+    if target.pk != user.pk:
+        require(user, Capability.DIRECTORY_MANAGE)
+    try:
+        validate_password(password, target)
+    except ValidationError as exc:
+        raise ValidationError({"password": exc.messages}) from exc
+    with transaction.atomic():
+        locked = User.objects.select_for_update().get(pk=target.pk)
+        locked.set_password(password)
+        locked.save(update_fields=["password"])
+        revoked = user_credentials_revoke(target=locked, keep_session_key=keep_session_key)
+    audit_record(
+        action="user.password_changed", user=user, request=request, target=locked, detail=revoked
+    )
+    target.password = locked.password
+    return locked

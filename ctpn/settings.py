@@ -6,10 +6,14 @@ real deployment must pass and refuses to start without what it needs.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from celery.schedules import crontab
+from csp.constants import NONE as CSP_NONE
+from csp.constants import SELF as CSP_SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -97,6 +101,9 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
+    "axes",
+    "csp",
+    "ctpn",
     "coordination",
     "incidents",
     "comms",
@@ -112,7 +119,11 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "coordination.mfa.SecondFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "ctpn.middleware.SessionTimeoutMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "ctpn.middleware.ContentSecurityPolicyMiddleware",
+    # Last, as django-axes requires: it turns a lockout found during sign-in into the answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "ctpn.urls"
@@ -150,6 +161,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "coordination.User"
+# django-axes first: it refuses a locked-out sign-in before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "ctpn.security.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -252,6 +268,12 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["ctpn.permissions.DeclaredPermission"],
     "DEFAULT_PAGINATION_CLASS": "ctpn.api.PageNumberPagination",
+    # Rates are in the Security section at the end.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "ctpn.throttling.AnonRateThrottle",
+        "ctpn.throttling.UserRateThrottle",
+        "ctpn.throttling.ScopedRateThrottle",
+    ],
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["ctpn.filters.FilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -318,13 +340,7 @@ LOGGING = {
 }
 
 if PRODUCTION:
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
-    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
+    # Shared by every web process: throttling counts and the alerting banner's cache.
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
     }
@@ -392,3 +408,103 @@ if ALERT_HEARTBEAT_STALE_SECONDS <= ALERT_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured(
         "ALERT_HEARTBEAT_STALE_SECONDS must be longer than ALERT_HEARTBEAT_SECONDS"
     )
+
+# --- Security ----------------------------------------------------------------------------------
+# How many reverse proxies (load balancers) stand in front of the web processes. With none, the
+# client is the connection's peer; with N, the N-th address from the right of X-Forwarded-For.
+# Lockouts and throttling count per client address, so behind a proxy this must be set, or every
+# client looks like the proxy.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+
+# Brute force: after LOGIN_FAILURE_LIMIT failed sign-ins with one username from one address, that
+# pair is refused for LOGIN_LOCKOUT_MINUTES on every sign-in path (page, admin, API token), and a
+# refused attempt does not extend the lock. Per pair and not per username alone: otherwise anybody
+# could lock a commander out of the platform in the middle of an incident by typing their name.
+AXES_ENABLED = env_bool("LOGIN_LOCKOUT_ENABLED", True)
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "ctpn.security.lockout_response"
+AXES_USERNAME_CALLABLE = "ctpn.security.lockout_username"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_SENSITIVE_PARAMETERS = ["password", "otp_token", "token"]
+AXES_VERBOSE = False
+AXES_IPWARE_META_PRECEDENCE_ORDER: tuple[str, ...] = ("REMOTE_ADDR",)
+if TRUSTED_PROXY_COUNT:
+    AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+if AXES_FAILURE_LIMIT < 1:
+    raise ImproperlyConfigured("LOGIN_FAILURE_LIMIT must be at least 1")
+
+# API throttling, per client address for anonymous callers and per person once signed in; the
+# token endpoint has its own strict rate. A refusal is 429 with Retry-After. Rates are DRF's
+# "<count>/<second|minute|hour|day>".
+REST_FRAMEWORK["NUM_PROXIES"] = TRUSTED_PROXY_COUNT or None
+API_THROTTLE_RATES = {
+    "anon": env_str("API_THROTTLE_ANON", "60/minute"),
+    "user": env_str("API_THROTTLE_USER", "1200/minute"),
+    "auth-token": env_str("API_THROTTLE_AUTH_TOKEN", "10/minute"),
+    # The SMS provider posts a receipt per message, in bursts after a large activation.
+    "sms-receipts": env_str("API_THROTTLE_SMS_RECEIPTS", "6000/minute"),
+}
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = API_THROTTLE_RATES
+for _scope, _rate in API_THROTTLE_RATES.items():
+    _count, _, _period = _rate.partition("/")
+    if not _count.isdigit() or _period not in {"second", "minute", "hour", "day"}:
+        raise ImproperlyConfigured(
+            f"The {_scope!r} API rate must be like 60/minute (second, minute, hour or day), "
+            f"not {_rate!r}"
+        )
+
+# Sessions end after SESSION_IDLE_TIMEOUT_SECONDS without a request, and at the latest
+# SESSION_ABSOLUTE_TIMEOUT_SECONDS after sign-in (ctpn.middleware.SessionTimeoutMiddleware).
+SESSION_IDLE_TIMEOUT_SECONDS = env_int("SESSION_IDLE_TIMEOUT_SECONDS", 30 * 60)
+SESSION_ABSOLUTE_TIMEOUT_SECONDS = env_int("SESSION_ABSOLUTE_TIMEOUT_SECONDS", 12 * 3600)
+if not 0 < SESSION_IDLE_TIMEOUT_SECONDS <= SESSION_ABSOLUTE_TIMEOUT_SECONDS:
+    raise ImproperlyConfigured(
+        "SESSION_IDLE_TIMEOUT_SECONDS must be positive and at most SESSION_ABSOLUTE_TIMEOUT_SECONDS"
+    )
+SESSION_COOKIE_AGE = SESSION_ABSOLUTE_TIMEOUT_SECONDS
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+
+
+def _origin(url: str) -> str:
+    """``scheme://host[:port]`` of a URL template; Leaflet's ``{s}`` subdomains become ``*``."""
+    parts = urlsplit(url.replace("{s}", "*"))
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+
+
+# Content Security Policy: scripts and styles only from our own files, never inline; images also
+# from the map's tile server. The WebSocket origin of the request's own host is added per request
+# (ctpn.middleware.ContentSecurityPolicyMiddleware).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [CSP_SELF],
+        "script-src": [CSP_SELF],
+        "style-src": [CSP_SELF],
+        "img-src": [CSP_SELF, "data:", *filter(None, [_origin(MAP_TILE_URL)])],
+        "font-src": [CSP_SELF],
+        "connect-src": [CSP_SELF],
+        "object-src": [CSP_NONE],
+        "base-uri": [CSP_SELF],
+        "form-action": [CSP_SELF],
+        "frame-ancestors": [CSP_NONE],
+    },
+}
+
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    # TLS ends at the load balancer, which says so in this header (and must strip it from clients).
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)

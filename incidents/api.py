@@ -5,7 +5,12 @@ from typing import Any
 
 from django.db.models import Exists, OuterRef, QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_field,
+)
 from rest_framework import mixins, pagination, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
@@ -301,11 +306,16 @@ class EventPagination(pagination.BasePagination):
         ]
 
 
+@extend_schema_field({"type": "string", "pattern": "^hidden$", "description": 'Always "hidden".'})
+class HiddenKindField(serializers.CharField):
+    """Only "hidden", so that a readable event never also fits the placeholder's schema."""
+
+
 class HiddenEventSerializer(serializers.Serializer):
     """An event the caller may not read: its number only, so the numbering has no gap."""
 
     seq = serializers.IntegerField(read_only=True)
-    kind = serializers.CharField(read_only=True, help_text='Always "hidden".')
+    kind = HiddenKindField(read_only=True)
 
 
 REPLAYED_EVENT = PolymorphicProxySerializer(

@@ -7,6 +7,7 @@ The suite runs against real PostgreSQL and Redis (``make test`` provisions both 
 import os
 
 import pytest
+from django.core.cache import cache
 from django.db import connections
 from rest_framework.test import APIClient
 
@@ -31,6 +32,14 @@ for database in connections.settings.values():
 def fast_password_hashing(settings):
     # Factories hash a password per user; the production hasher would dominate the run time.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    # API throttling counts requests in the cache; each test starts with none counted.
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture
@@ -166,10 +175,17 @@ def browser():
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
+# The tests' own tools run as page script that the Content Security Policy refuses: axe-core is
+# injected as an inline script, and wait_for_function compiles its predicate with eval. So the
+# tests' browsers ignore the policy, except where the policy is what is tested
+# (tests/test_security_csp.py opens its tabs with ``bypass_csp=False``).
+BYPASS_CSP_FOR_TEST_TOOLS = True
+
+
 @pytest.fixture
 def page(browser):
     """A fresh browser tab."""
-    context = browser.new_context()
+    context = browser.new_context(bypass_csp=BYPASS_CSP_FOR_TEST_TOOLS)
     tab = context.new_page()
     tab.set_default_timeout(15_000)
     yield tab
@@ -184,11 +200,15 @@ def signed_in(browser, request):
     user has or needs one; no password or code is typed."""
     contexts = []
 
-    def open_as(user, server=None, javascript: bool = True):
+    def open_as(
+        user, server=None, javascript: bool = True, bypass_csp: bool = BYPASS_CSP_FOR_TEST_TOOLS
+    ):
         server = server or request.getfixturevalue("asgi_server")
         client = SignedInClient()
         client.force_login(user)
-        context = browser.new_context(base_url=server.url, java_script_enabled=javascript)
+        context = browser.new_context(
+            base_url=server.url, java_script_enabled=javascript, bypass_csp=bypass_csp
+        )
         context.add_cookies(
             [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": server.url}]
         )

@@ -9,6 +9,7 @@ from comms.models import Acknowledgement, Channel, Notification
 from comms.services import ack_token, activation_send, notification_deliver
 from coordination.roles import Role
 
+from .conftest import BYPASS_CSP_FOR_TEST_TOOLS
 from .factories import UserFactory
 from .live import session_cookie
 from .workers import contact, rota_on_call
@@ -32,7 +33,7 @@ PHONE = {
 
 @pytest.fixture
 def phone(browser):
-    context = browser.new_context(**PHONE)
+    context = browser.new_context(**PHONE, bypass_csp=BYPASS_CSP_FOR_TEST_TOOLS)
     tab = context.new_page()
     tab.set_default_timeout(15_000)
     yield tab
@@ -92,7 +93,7 @@ def test_an_in_app_alert_pops_up_and_is_answered_from_the_toast(
 ):
     officer = UserFactory(username="duty", agency=police, roles=[Role.DUTY_OFFICER])
     rota_on_call(police, primary=officer)
-    context = browser.new_context()
+    context = browser.new_context(bypass_csp=BYPASS_CSP_FOR_TEST_TOOLS)
     context.add_cookies(
         [
             {

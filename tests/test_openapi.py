@@ -79,7 +79,8 @@ def test_the_docs_serve_swagger_ui_from_local_static_files(client):
     scripts = [a for a in assets if a.endswith(".js")]
     assert any("swagger-ui-bundle" in a for a in scripts)
     for asset in assets:
-        assert asset.startswith("/static/"), asset
+        # Its start-up script comes from the docs view itself (no inline script), the rest static.
+        assert asset.startswith("/static/") or asset == "/api/docs/?script=", asset
         response = client.get(asset)
         assert response.status_code == 200, asset
         body = b"".join(response.streaming_content if response.streaming else [response.content])

@@ -31,8 +31,6 @@
       box = document.createElement("div");
       box.id = "ctpn-alerts";
       box.setAttribute("aria-live", "assertive");
-      box.style.cssText = "position:fixed;right:1rem;bottom:1rem;z-index:1000;display:grid;" +
-        "gap:.75rem;max-width:26rem;width:calc(100% - 2rem)";
       document.body.append(box);
     }
     return box;
@@ -80,15 +78,13 @@
     toast.setAttribute("role", "alertdialog");
     toast.setAttribute("aria-label", alert.title || "Activation");
     toast.dataset.activation = alert.activation;
-    toast.style.cssText = "background:#fff;border:3px solid " +
-      (alert.is_exercise ? "#b00020" : "#0b4f8a") + ";padding:.75rem 1rem;box-shadow:0 4px 16px #0004";
+    if (alert.is_exercise) toast.classList.add("exercise");
     const title = document.createElement("strong");
     title.textContent = alert.title || "Activation";
     const message = document.createElement("p");
     message.textContent = alert.message || "";
-    message.style.whiteSpace = "pre-wrap";
     const actions = document.createElement("div");
-    actions.style.cssText = "display:flex;flex-wrap:wrap;gap:.4rem";
+    actions.className = "actions";
     const status = document.createElement("p");
     status.setAttribute("role", "status");
 
