@@ -90,15 +90,18 @@ def test_the_limit_is_a_setting(person, settings):
     assert page_sign_in(client, "wrong").status_code == 429
 
 
-def test_the_admin_sign_in_locks_too(police):
+def test_the_admin_sign_in_is_the_locking_sign_in_page(police):
+    # The admin has no password form of its own: it sends people to the platform's sign-in, so
+    # the same lock (and second factor) guards it.
     UserFactory(username="duty-officer", agency=police, is_staff=True)
     client = Client(REMOTE_ADDR="10.0.0.5")
+    response = page_sign_in(client, "wrong", "/admin/login/?next=/admin/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
     for _ in range(4):
-        assert page_sign_in(client, "wrong", "/admin/login/").status_code == 200
-    assert page_sign_in(client, "wrong", "/admin/login/").status_code == 429
-    assert page_sign_in(client, PASSWORD, "/admin/login/").status_code == 429
-    # One lock for every way in: the sign-in page refuses the same pair.
-    assert page_sign_in(client, PASSWORD).status_code == 429
+        assert page_sign_in(client, "wrong", "/accounts/login/?next=/admin/").status_code == 200
+    assert page_sign_in(client, "wrong", "/accounts/login/?next=/admin/").status_code == 429
+    assert page_sign_in(client, PASSWORD, "/accounts/login/?next=/admin/").status_code == 429
 
 
 def test_the_token_endpoint_answers_429_json_when_locked(person):

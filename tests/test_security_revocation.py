@@ -14,6 +14,7 @@ from comms.consumers import CLOSE_UNAUTHENTICATED
 from coordination.models import AuditEntry, User
 from coordination.services import user_deactivate, user_password_change
 
+from .auth import signed_in_client
 from .factories import UserFactory
 from .live import connect, headers_for, receive
 
@@ -30,9 +31,7 @@ def sessions_of(user) -> int:
 
 
 def browser_of(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
+    return signed_in_client(user)  # with the second factor passed where the user needs one
 
 
 def token_client(user) -> APIClient:
