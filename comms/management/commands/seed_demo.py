@@ -33,7 +33,7 @@ from incidents.services import incident_open, incident_transition, methane_submi
 
 DEMO_PASSWORD = "ctpn-demo-2026"  # noqa: S105  (printed on purpose: demo data only)
 # The demo users who must sign in with a second factor share one authenticator secret, printed
-# with the logins: add it to an authenticator app (or `oathtool --totp -b <secret>`). Demo only.
+# with the logins: add it to an authenticator app (or `manage.py demo_code`). Demo only.
 DEMO_TOTP_KEY = b"ctpn-demo-totp-2026!"  # 20 bytes, as authenticator apps expect
 DEMO_TOTP_SECRET = b32encode(DEMO_TOTP_KEY).decode()
 EXERCISE_TITLE = "Exercise NORDIC SHIELD: marauding attack at Stockholm Central Station"
@@ -136,7 +136,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"\nTwo-factor sign-in for {names}: after the password, enter the 6-digit code of the"
             f"\ndemo authenticator secret {DEMO_TOTP_SECRET} (add it to an authenticator app, or"
-            f"\nrun: oathtool --totp -b {DEMO_TOTP_SECRET}). Demo data only: real accounts each"
+            "\nrun: .venv/bin/python manage.py demo_code). Demo data only: real accounts each"
             "\nset up their own at /accounts/mfa/enrol/."
         )
 
