@@ -31,7 +31,7 @@ import json
 import logging
 import struct
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import redis.asyncio as aioredis
 from django.conf import settings
@@ -362,21 +362,50 @@ async def _quietly_close(pubsub: Any, client: aioredis.Redis) -> None:
         pass
 
 
-_hub: Hub | None = None
+class _PerLoopService(Protocol):
+    loop: asyncio.AbstractEventLoop
+    redis_url: str
+
+    async def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=_PerLoopService)
+
+
+class PerLoop(Generic[S]):
+    """One instance of a Redis-backed service per running event loop: a process has one loop,
+    but tests run each in a new loop, and a service bound to a dead loop (or to a Redis that
+    settings no longer name) is replaced rather than reused."""
+
+    def __init__(self, factory: Callable[[], S]) -> None:
+        self.factory = factory
+        self.current: S | None = None
+
+    def get(self) -> S:
+        current = self.current
+        if (
+            current is None
+            or current.loop is not asyncio.get_running_loop()
+            or current.redis_url != settings.REDIS_URL
+        ):
+            current = self.current = self.factory()
+        return current
+
+    async def stop(self) -> None:
+        """Stop the current instance if it belongs to this loop (tests, shutdown)."""
+        current, self.current = self.current, None
+        if current is not None and current.loop is asyncio.get_running_loop():
+            await current.stop()
+
+
+_hubs = PerLoop(Hub)
 
 
 def get_hub() -> Hub:
-    """The hub of the running event loop (tests run each in a new loop, so a new hub)."""
-    global _hub
-    loop = asyncio.get_running_loop()
-    if _hub is None or _hub.loop is not loop or _hub.redis_url != settings.REDIS_URL:
-        _hub = Hub()
-    return _hub
+    """The hub of the running event loop."""
+    return _hubs.get()
 
 
 async def stop_hub() -> None:
     """Stop the current hub's subscription (tests, shutdown)."""
-    global _hub
-    hub, _hub = _hub, None
-    if hub is not None and hub.loop is asyncio.get_running_loop():
-        await hub.stop()
+    await _hubs.stop()

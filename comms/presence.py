@@ -27,6 +27,8 @@ from redis.exceptions import RedisError
 
 from ctpn.realtime import encode, topic_channel
 
+from .fanout import PerLoop
+
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "ctpn:presence:"
@@ -238,20 +240,13 @@ class Presence:
         await self.client.publish(topic_channel(topic), encode(message))
 
 
-_presence: Presence | None = None
+_presences = PerLoop(Presence)
 
 
 def get_presence() -> Presence:
     """The presence bookkeeping of the running event loop."""
-    global _presence
-    loop = asyncio.get_running_loop()
-    if _presence is None or _presence.loop is not loop or _presence.redis_url != settings.REDIS_URL:
-        _presence = Presence()
-    return _presence
+    return _presences.get()
 
 
 async def stop_presence() -> None:
-    global _presence
-    presence, _presence = _presence, None
-    if presence is not None and presence.loop is asyncio.get_running_loop():
-        await presence.stop()
+    await _presences.stop()
