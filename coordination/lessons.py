@@ -423,7 +423,11 @@ def _lesson_lock(*, lesson_id: int, user: User) -> Lesson:
     )
     if incident_id is not None:
         Incident.objects.select_for_update().get(pk=incident_id)
-    return Lesson.objects.select_for_update().select_related("incident", "city").get(pk=lesson_id)
+    return (
+        Lesson.objects.select_for_update(of=("self",))
+        .select_related("incident", "city")
+        .get(pk=lesson_id)
+    )
 
 
 def _oversees(user: User, lesson: Lesson) -> bool:

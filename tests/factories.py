@@ -166,3 +166,17 @@ class ResponderGroupFactory(factory.django.DjangoModelFactory):
     def members(self, create, extracted, **kwargs):
         if create and extracted:
             self.members.set(extracted)
+
+
+# --- lessons ------------------------------------------------------------------------------------
+
+
+def lesson_fields(**overrides):
+    """Keyword arguments for ``lesson_create`` (with ``incident_id``, ``user``, ``owner_agency``)."""
+    fields = {
+        "title": "Radio interoperability failed at the rendezvous point",
+        "description": "Fire and police could not talk on a shared channel for 20 minutes.",
+        "recommended_action": "Exercise the shared talk group monthly.",
+    }
+    fields.update(overrides)
+    return fields
