@@ -627,6 +627,11 @@ class Debrief(models.Model):
     def __str__(self) -> str:
         return self.title
 
+    @property
+    def marking(self) -> str:
+        """Debriefs are shared with the incident's partners: always AMBER."""
+        return Marking.AMBER
+
 
 class ObservationCategory(models.TextChoices):
     WENT_WELL = "went_well", "Went well"
