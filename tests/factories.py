@@ -172,7 +172,7 @@ class ResponderGroupFactory(factory.django.DjangoModelFactory):
 
 
 def lesson_fields(**overrides):
-    """Keyword arguments for ``lesson_create`` (with ``incident_id``, ``user``, ``owner_agency``)."""
+    """Keyword arguments for ``lesson_create`` besides the incident, the user and the owner."""
     fields = {
         "title": "Radio interoperability failed at the rendezvous point",
         "description": "Fire and police could not talk on a shared channel for 20 minutes.",

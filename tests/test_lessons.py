@@ -1,7 +1,7 @@
 """Lessons identified: their lifecycle (who takes which step, what the status allows, reasons),
 the oversight committee's view (overdue first, filters, counts) and need to know."""
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import pytest
 import time_machine

@@ -17,10 +17,10 @@ from channels.db import database_sync_to_async
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from comms.consumers import CLOSE_NOT_VISIBLE
+from coordination.lessons import lesson_create
 from coordination.markings import Marking
 from coordination.models import AgencyType
 from coordination.roles import Role
-from coordination.lessons import lesson_create
 from coordination.services import action_create, decision_record
 from incidents.models import IncidentLevel, IncidentType
 from incidents.services import incident_open, methane_submit, timeline_add
