@@ -305,6 +305,11 @@ SPECTACULAR_SETTINGS = {
         "AgencyTypeEnum": "coordination.models.AgencyType",
         "StanceEnum": "coordination.models.Stance",
         "ActivationStatusEnum": "comms.models.ActivationStatus",
+        "LessonStatusEnum": "coordination.models.LessonStatus",
+        "LessonSourceEnum": "coordination.models.LessonSource",
+        "DebriefStatusEnum": "coordination.models.DebriefStatus",
+        "ObservationCategoryEnum": "coordination.models.ObservationCategory",
+        "TimelineCategoryEnum": "incidents.models.TimelineCategory",
     },
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
 }

@@ -10,9 +10,13 @@ from coordination.models import (
     Agency,
     AgencyType,
     City,
+    Debrief,
     Decision,
     DecisionMarkingChange,
     DecisionPosition,
+    Lesson,
+    LessonTransition,
+    Observation,
     RoleAssignment,
     User,
 )
@@ -109,6 +113,10 @@ def row_counts() -> dict[str, int]:
         Agency,
         User,
         RoleAssignment,
+        Debrief,
+        Observation,
+        Lesson,
+        LessonTransition,
     ]
     return {model.__name__: model.objects.count() for model in models}
 
