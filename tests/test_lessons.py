@@ -359,3 +359,25 @@ def test_an_exercise_lesson_says_exercise(client, commander, police, fire):
     assert lesson.is_exercise
     assert "EXERCISE" in client.get(reverse("lesson", args=[lesson.pk])).content.decode()
     assert "EXERCISE" in client.get(reverse("lessons")).content.decode()
+
+
+def test_the_dashboard_shows_the_incidents_open_lessons_in_a_panel_live_events_refresh(
+    client, incident, commander, fire, liaison, oversight
+):
+    with time_machine.travel(datetime(2030, 6, 10, 10, 0), tick=False):
+        late = identify(incident, commander, fire, title="Late-lesson", due_date=date(2030, 6, 1))
+        done = identify(incident, commander, fire, title="Refused-lesson")
+        lesson_transition(lesson_id=done.pk, user=oversight, to=S.NOT_ACCEPTED, note="No.")
+        identify(
+            incident, commander, fire, title="RED-lesson", marking=Marking.RED, recipient_people=[]
+        )
+        client.force_login(liaison)
+        panel = client.get(reverse("pages:incident-panel", args=[incident.pk, "lessons"]))
+        dashboard = client.get(reverse("pages:incident-dashboard", args=[incident.pk]))
+
+    text = panel.content.decode()
+    assert panel.status_code == 200
+    assert "Late-lesson" in text and late.label in text and "overdue" in text
+    assert "Refused-lesson" not in text  # not open
+    assert "RED-lesson" not in text  # the liaison is not named on it
+    assert 'data-panel="lessons"' in dashboard.content.decode()

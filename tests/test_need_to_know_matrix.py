@@ -205,7 +205,7 @@ RULES: dict[str, Rule] = {
     "pages:incident-list": Rule(),
     "pages:incident-dashboard": Rule("incident", shows="decision"),
     "pages:incident-wall": Rule("incident", shows="timeline"),
-    "pages:incident-panel": Rule("panel"),
+    "pages:incident-panel": Rule("panel", shows="lesson"),
     "pages:incident-decision-new": Rule("incident"),
     "pages:incident-methane-new": Rule("incident"),
     "pages:incident-action-new": Rule("incident"),
@@ -348,7 +348,7 @@ def test_every_route_has_a_rule():
 
 # --- requests -------------------------------------------------------------------------------------
 
-PANELS = ("header", "methane", "decisions", "actions", "timeline", "agencies")
+PANELS = ("header", "methane", "decisions", "actions", "timeline", "agencies", "lessons")
 ADMIN_MODELS = {
     "decision": "coordination_decision",
     "action": "coordination_action",
