@@ -880,16 +880,17 @@ def lessons_import(*, user: User, document: Any, request: Any = None) -> ImportR
                 note=f"Imported from {lesson.origin_city} ({lesson.origin_deployment}).",
             )
             created.append(lesson)
-        audit_record(
-            action="import",
-            user=user,
-            request=request,
-            detail={
-                "what": "lessons",
-                "format": f"{EXCHANGE_FORMAT}/{document['version']}",
-                "source": f"{source['city']} ({source['deployment']})",
-                "created": [str(lesson.uuid) for lesson in created],
-                "already_present": already,
-            },
-        )
+    # Recorded once the lessons are committed, so the log never tells of an import that failed.
+    audit_record(
+        action="import",
+        user=user,
+        request=request,
+        detail={
+            "what": "lessons",
+            "format": f"{EXCHANGE_FORMAT}/{document['version']}",
+            "source": f"{source['city']} ({source['deployment']})",
+            "created": [str(lesson.uuid) for lesson in created],
+            "already_present": already,
+        },
+    )
     return ImportResult(created=created, already_present=already)
