@@ -14,8 +14,12 @@ from .models import (
     Agency,
     AuditEntry,
     City,
+    Debrief,
     Decision,
     DecisionPosition,
+    Lesson,
+    LessonTransition,
+    Observation,
     RoleAssignment,
     User,
 )
@@ -159,3 +163,64 @@ class AuditEntryAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).visible_to(request.user)
+
+
+# --- debriefs and lessons: changed through their services (events, history), shown here ----------
+
+
+class ObservationInline(ReadOnlyInline):
+    model = Observation
+    fields = ["category", "text", "agency", "author", "created_at"]
+
+
+@admin.register(Debrief)
+class DebriefAdmin(NeedToKnowAdmin):
+    list_display = ["title", "incident", "held_at", "status"]
+    list_filter = ["status"]
+    list_select_related = ["incident"]
+    search_fields = ["title", "incident__reference"]
+    inlines = [ObservationInline]
+
+
+@admin.register(Observation)
+class ObservationAdmin(ReadOnlyAdmin):
+    list_display = ["__str__", "debrief", "category", "agency", "created_at"]
+    list_filter = ["category"]
+    list_select_related = ["debrief", "agency"]
+
+    def get_queryset(self, request):
+        debriefs = Debrief.objects.visible_to(request.user).values("pk")
+        return super().get_queryset(request).filter(debrief__in=debriefs)
+
+
+class LessonTransitionInline(ReadOnlyInline):
+    model = LessonTransition
+    fields = ["at", "from_status", "to_status", "by", "by_agency", "note"]
+
+
+@admin.register(Lesson)
+class LessonAdmin(NeedToKnowAdmin):
+    list_display = [
+        "__str__",
+        "city",
+        "incident",
+        "owner_agency",
+        "status",
+        "due_date",
+        "marking",
+        "shareable",
+    ]
+    list_filter = ["status", "marking", "source", "shareable", "city"]
+    list_select_related = ["city", "incident", "owner_agency"]
+    search_fields = ["title", "uuid", "incident__reference"]
+    inlines = [LessonTransitionInline]
+
+
+@admin.register(LessonTransition)
+class LessonTransitionAdmin(ReadOnlyAdmin):
+    list_display = ["lesson", "from_status", "to_status", "by", "at"]
+    list_select_related = ["lesson", "by"]
+
+    def get_queryset(self, request):
+        lessons = Lesson.objects.visible_to(request.user).values("pk")
+        return super().get_queryset(request).filter(lesson__in=lessons)

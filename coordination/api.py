@@ -1,21 +1,63 @@
-"""REST endpoints for the directory (agencies, people), the decision log and actions."""
+"""REST endpoints for the directory (agencies, people), the decision log, actions, debriefs and
+lessons."""
+
+import json
+from typing import Any
 
 from django.contrib.auth import authenticate
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from django.db.models import Case, F, Q, Value, When
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import filters, mixins, parsers, serializers, status, views, viewsets
 from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.generics import get_object_or_404
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from ctpn.api import validated
 from ctpn.security import lockout_response
 from ctpn.throttling import AnonRateThrottle, ScopedRateThrottle
-from incidents.api import INCIDENT_PATH_PARAMETER, RECIPIENTS_PREFETCH, IncidentScopedViewSet
+from incidents.api import (
+    INCIDENT_PATH_PARAMETER,
+    RECIPIENTS_PREFETCH,
+    IncidentScopedViewSet,
+    restricted_read_audit,
+)
 
+from .lessons import (
+    city_today,
+    debrief_close,
+    debrief_create,
+    lesson_assign,
+    lesson_create,
+    lesson_from_observation,
+    lesson_transition,
+    lesson_update,
+    lessons_export,
+    lessons_import,
+    observation_add,
+)
 from .mfa import has_authenticator, mfa_required, second_factor_verify
-from .models import Action, Agency, City, Decision, DecisionPosition, User
+from .models import (
+    LESSON_OPEN_STATUSES,
+    Action,
+    Agency,
+    City,
+    Debrief,
+    Decision,
+    DecisionPosition,
+    Lesson,
+    LessonStatus,
+    User,
+)
 from .roles import Capability
 from .serializers import (
     ActionInputSerializer,
@@ -23,13 +65,23 @@ from .serializers import (
     ActionSerializer,
     AgencyCreateSerializer,
     AgencySerializer,
+    DebriefInputSerializer,
+    DebriefSerializer,
     DecisionInputSerializer,
     DecisionMarkingChangeSerializer,
     DecisionPositionInputSerializer,
     DecisionPositionSerializer,
     DecisionSerializer,
+    LessonAssignSerializer,
+    LessonFromObservationSerializer,
+    LessonInputSerializer,
+    LessonPatchSerializer,
+    LessonSerializer,
+    LessonTransitionInputSerializer,
     MarkingChangeSerializer,
     MeSerializer,
+    ObservationInputSerializer,
+    ObservationSerializer,
     UserCreateSerializer,
     UserSerializer,
 )
@@ -331,3 +383,330 @@ class ActionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IncidentSc
             )
         action_update(action_id=action_obj.pk, user=request.user, **data)
         return Response(self.get_serializer(self.get_queryset().get(pk=action_obj.pk)).data)
+
+
+# --- debriefs and lessons -------------------------------------------------------------------------
+
+OBSERVATION_PATH_PARAMETER = OpenApiParameter(
+    "observation_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The observation's id."
+)
+
+
+class RawJsonParser(parsers.JSONParser):
+    """JSON whose fault is named like any other: a body that is not JSON answers 400 under
+    ``$`` (the document's root), the path convention of the lesson exchange's errors."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return json.loads(stream.read().decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as error:
+            raise serializers.ValidationError({"$": [f"Not a JSON document: {error}"]}) from None
+
+
+@extend_schema(parameters=[INCIDENT_PATH_PARAMETER])
+class DebriefViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IncidentScopedViewSet):
+    """Joint debriefs of the incident (or exercise), newest first, with their observations."""
+
+    model = Debrief
+    serializer_class = DebriefSerializer
+    required_capabilities = {
+        "list": Capability.VIEW,
+        "retrieve": Capability.VIEW,
+        "create": Capability.LESSON_WRITE,
+        "close": Capability.LESSON_WRITE,
+        "observations": Capability.LESSON_WRITE,
+        "observation_lesson": Capability.LESSON_WRITE,
+    }
+
+    def item_queryset(self, queryset):
+        return queryset.select_related("incident").prefetch_related(
+            "agencies",
+            "participants",
+            "observations__agency",
+            "observations__author",
+            "observations__lesson",
+        )
+
+    @extend_schema(request=DebriefInputSerializer, responses={201: DebriefSerializer})
+    def create(self, request, incident_pk=None):
+        incident = self.get_incident()
+        data = validated(DebriefInputSerializer, request)
+        debrief = debrief_create(incident_id=incident.pk, user=request.user, **data)
+        return self.created(debrief)
+
+    @extend_schema(request=None, responses={200: DebriefSerializer})
+    @action(detail=True, methods=["post"])
+    def close(self, request, incident_pk=None, pk=None):
+        """Close the debrief: it takes no further observations (409 when already closed)."""
+        debrief = self.get_object()
+        debrief_close(debrief_id=debrief.pk, user=request.user)
+        return Response(self.get_serializer(self.get_queryset().get(pk=debrief.pk)).data)
+
+    @extend_schema(request=ObservationInputSerializer, responses={201: ObservationSerializer})
+    @action(detail=True, methods=["post"])
+    def observations(self, request, incident_pk=None, pk=None):
+        """Record an observation of your agency: went well, did not go well, or other."""
+        debrief = self.get_object()
+        data = validated(ObservationInputSerializer, request)
+        observation = observation_add(debrief_id=debrief.pk, user=request.user, **data)
+        return Response(ObservationSerializer(observation).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=LessonFromObservationSerializer,
+        responses={201: LessonSerializer},
+        parameters=[OBSERVATION_PATH_PARAMETER],
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path=r"observations/(?P<observation_id>[0-9]+)/lesson",
+        url_name="observation-lesson",
+    )
+    def observation_lesson(self, request, incident_pk=None, pk=None, observation_id=None):
+        """Make the observation a lesson identified (one click; 409 if it already is one)."""
+        debrief = self.get_object()
+        observation = get_object_or_404(debrief.observations.all(), pk=observation_id)
+        data = validated(LessonFromObservationSerializer, request)
+        lesson = lesson_from_observation(observation_id=observation.pk, user=request.user, **data)
+        return Response(
+            LessonSerializer(lessons_queryset(request.user).get(pk=lesson.pk)).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+
+def lessons_queryset(user):
+    return (
+        Lesson.objects.visible_to(user)
+        .select_related("city", "incident", "owner_agency", "owner")
+        .prefetch_related(*RECIPIENTS_PREFETCH, "history__by", "history__by_agency")
+    )
+
+
+class LessonFilterSerializer(serializers.Serializer):
+    status = serializers.MultipleChoiceField(choices=LessonStatus.choices, required=False)
+    owner_agency = serializers.IntegerField(required=False, min_value=1)
+    incident = serializers.IntegerField(required=False, min_value=1)
+    overdue = serializers.BooleanField(required=False, allow_null=True, default=None)
+    open = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+
+def lessons_filtered(user, params) -> tuple[Any, dict[str, Any]]:
+    """Visible lessons under the filters, overdue first, then soonest due (no date last)."""
+    serializer = LessonFilterSerializer(data=_filter_params(params))
+    serializer.is_valid(raise_exception=True)
+    filters = {k: v for k, v in serializer.validated_data.items() if v not in (None, set())}
+    lessons = lessons_queryset(user)
+    if user.city_id is not None:
+        lessons = lessons.filter(city_id=user.city_id)
+    if filters.get("status"):
+        lessons = lessons.filter(status__in=filters["status"])
+    elif filters.get("open", True) is not False:
+        lessons = lessons.open()
+    if filters.get("owner_agency"):
+        lessons = lessons.filter(owner_agency_id=filters["owner_agency"])
+    if filters.get("incident"):
+        lessons = lessons.filter(incident_id=filters["incident"])
+    today = city_today(user.agency.city) if user.agency_id else timezone.now().date()
+    overdue_q = Q(status__in=LESSON_OPEN_STATUSES, due_date__lt=today)
+    lessons = lessons.annotate(
+        is_overdue_now=Case(When(overdue_q, then=Value(True)), default=Value(False))
+    )
+    if filters.get("overdue") is True:
+        lessons = lessons.filter(overdue_q)
+    elif filters.get("overdue") is False:
+        lessons = lessons.exclude(overdue_q)
+    lessons = lessons.order_by(F("is_overdue_now").desc(), F("due_date").asc(nulls_last=True), "pk")
+    return lessons, filters
+
+
+def _filter_params(params) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for key in ("owner_agency", "incident", "overdue", "open"):
+        value = params.get(key)
+        if value not in (None, ""):
+            data[key] = value
+    statuses = [s for s in params.getlist("status") if s]
+    if statuses:
+        data["status"] = statuses
+    return data
+
+
+LESSON_FILTER_PARAMETERS = [
+    OpenApiParameter("status", OpenApiTypes.STR, many=True, description="Any of these."),
+    OpenApiParameter("owner_agency", OpenApiTypes.INT),
+    OpenApiParameter("incident", OpenApiTypes.INT),
+    OpenApiParameter("overdue", OpenApiTypes.BOOL),
+    OpenApiParameter(
+        "open", OpenApiTypes.BOOL, description="Default true: open lessons only (no status given)."
+    ),
+]
+
+LessonCountsSerializer = inline_serializer(
+    "LessonCounts",
+    {
+        "total": serializers.IntegerField(),
+        "overdue": serializers.IntegerField(),
+        "by_status": serializers.DictField(child=serializers.IntegerField()),
+        "by_agency": serializers.DictField(child=serializers.IntegerField()),
+    },
+)
+
+ImportResultSerializer = inline_serializer(
+    "LessonImportResult",
+    {
+        "created": LessonSerializer(many=True),
+        "already_present": serializers.ListField(child=serializers.UUIDField()),
+    },
+)
+
+
+class LessonViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Lessons of the caller's city they may read: the oversight committee's view.
+
+    Open lessons by default, overdue first then soonest due. Each carries its history.
+    """
+
+    serializer_class = LessonSerializer
+    filter_backends: list = []
+    required_capabilities = {
+        "list": Capability.VIEW,
+        "retrieve": Capability.VIEW,
+        "counts": Capability.VIEW,
+        "create": Capability.LESSON_WRITE,
+        "partial_update": Capability.LESSON_WRITE,
+        "transition": Capability.VIEW,  # whose step it is, the service decides (403 saying so)
+        "assign": Capability.LESSON_OVERSEE,
+        "export": Capability.LESSON_OVERSEE,
+        "import_document": Capability.LESSON_OVERSEE,
+    }
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Lesson.objects.none()
+        if self.action == "list":
+            return lessons_filtered(self.request.user, self.request.query_params)[0]
+        return lessons_queryset(self.request.user)
+
+    def get_serializer(self, *args, **kwargs):
+        if args and self.request.method in ("GET", "HEAD"):
+            items = args[0] if kwargs.get("many") else [args[0]]
+            restricted_read_audit(self.request, items)
+        return super().get_serializer(*args, **kwargs)
+
+    @extend_schema(parameters=LESSON_FILTER_PARAMETERS)
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    def _fresh(self, lesson: Lesson) -> Response:
+        return Response(
+            self.get_serializer(lessons_queryset(self.request.user).get(pk=lesson.pk)).data
+        )
+
+    @extend_schema(request=LessonInputSerializer, responses={201: LessonSerializer})
+    def create(self, request):
+        data = validated(LessonInputSerializer, request)
+        incident = data.pop("incident")
+        lesson = lesson_create(incident_id=incident.pk, user=request.user, **data)
+        response = self._fresh(lesson)
+        response.status_code = status.HTTP_201_CREATED
+        return response
+
+    @extend_schema(request=LessonPatchSerializer, responses={200: LessonSerializer})
+    def partial_update(self, request, pk=None):
+        lesson = self.get_object()
+        data = validated(LessonPatchSerializer, request)
+        if not data:
+            raise serializers.ValidationError(
+                {"non_field_errors": ["Give at least one field to change."]}
+            )
+        lesson_update(lesson_id=lesson.pk, user=request.user, **data)
+        return self._fresh(lesson)
+
+    @extend_schema(request=LessonTransitionInputSerializer, responses={200: LessonSerializer})
+    @action(detail=True, methods=["post"])
+    def transition(self, request, pk=None):
+        """Move the lesson one step: 409 naming the allowed steps when the status refuses it,
+        403 when the step is somebody else's, 400 naming ``note`` when a reason is needed."""
+        lesson = self.get_object()
+        data = validated(LessonTransitionInputSerializer, request)
+        lesson_transition(lesson_id=lesson.pk, user=request.user, **data)
+        return self._fresh(lesson)
+
+    @extend_schema(request=LessonAssignSerializer, responses={200: LessonSerializer})
+    @action(detail=True, methods=["post"])
+    def assign(self, request, pk=None):
+        """Give the lesson an owner agency (and person, due date): the oversight committee."""
+        lesson = self.get_object()
+        data = validated(LessonAssignSerializer, request)
+        lesson_assign(lesson_id=lesson.pk, user=request.user, **data)
+        return self._fresh(lesson)
+
+    @extend_schema(parameters=LESSON_FILTER_PARAMETERS, responses=LessonCountsSerializer)
+    @action(detail=False, methods=["get"])
+    def counts(self, request):
+        """How many lessons the filters select: in all, overdue, by status and by owner agency."""
+        lessons, _ = lessons_filtered(request.user, request.query_params)
+        return Response(lesson_counts(lessons))
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "id",
+                OpenApiTypes.INT,
+                many=True,
+                description="Lessons to export; none: every shareable lesson of your city.",
+            )
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    @action(detail=False, methods=["get"])
+    def export(self, request):
+        """The lessons as an exchange document (``docs/lesson-exchange.schema.json``) another
+        city imports. Only GREEN or CLEAR lessons marked shareable: 409 naming any other.
+        Audited."""
+        raw = request.query_params.getlist("id")
+        try:
+            ids = [int(value) for value in raw] if raw else None
+        except ValueError:
+            raise serializers.ValidationError({"id": ["Lesson ids are whole numbers."]}) from None
+        document = lessons_export(user=request.user, lesson_ids=ids, request=request)
+        response = Response(document)
+        stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
+        response["Content-Disposition"] = f'attachment; filename="lessons-{stamp}.json"'
+        return response
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses={200: ImportResultSerializer})
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="import",
+        url_name="import",
+        parser_classes=[RawJsonParser],
+    )
+    def import_document(self, request):
+        """Import another city's exchange document into your city, all or nothing: a fault
+        anywhere answers 400 under its JSON path (``$.lessons[0].marking``) and nothing is
+        written. Lessons your city already holds (same UUID) are left alone. Audited."""
+        result = lessons_import(user=request.user, document=request.data, request=request)
+        created = lessons_queryset(request.user).filter(pk__in=[x.pk for x in result.created])
+        return Response(
+            {
+                "created": LessonSerializer(created.order_by("pk"), many=True).data,
+                "already_present": result.already_present,
+            }
+        )
+
+
+def lesson_counts(lessons) -> dict[str, Any]:
+    rows = list(lessons.values_list("status", "owner_agency__short_name", "is_overdue_now"))
+    by_status: dict[str, int] = {}
+    by_agency: dict[str, int] = {}
+    for lesson_status, agency, _ in rows:
+        by_status[lesson_status] = by_status.get(lesson_status, 0) + 1
+        by_agency[agency or "unassigned"] = by_agency.get(agency or "unassigned", 0) + 1
+    return {
+        "total": len(rows),
+        "overdue": sum(1 for row in rows if row[2]),
+        "by_status": by_status,
+        "by_agency": by_agency,
+    }

@@ -48,7 +48,7 @@ AUDIT_ALIAS = "audit"
 # Reads of these markings are audited (invariant 4).
 RESTRICTED_MARKINGS = frozenset({Marking.RED.value, Marking.AMBER_STRICT.value})
 
-ACTION_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$|^export$")
+ACTION_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$|^(export|import)$")
 
 USER_AGENT_MAX = AuditEntry._meta.get_field("user_agent").max_length or 256
 USERNAME_MAX = AuditEntry._meta.get_field("username").max_length or 150

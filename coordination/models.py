@@ -1,11 +1,12 @@
-"""Cities, agencies and people; the joint decision log; actions."""
+"""Cities, agencies and people; the joint decision log; actions; debriefs and lessons."""
 
 import hashlib
 import json
 import zoneinfo
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import cached_property
 from typing import ClassVar
+from uuid import uuid4
 
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.core.exceptions import ValidationError
@@ -17,7 +18,9 @@ from .querysets import (
     ActionQuerySet,
     AgencyQuerySet,
     AuditEntryQuerySet,
+    DebriefQuerySet,
     DecisionQuerySet,
+    LessonQuerySet,
     UserQuerySet,
 )
 from .roles import Role
@@ -574,3 +577,224 @@ class AuditEntry(models.Model):
     def compute_hash(self) -> str:
         payload = f"{self.prev_hash}\n{self.canonical_content()}"
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+# --- Joint debriefs and lessons ------------------------------------------------------------------
+
+
+class DebriefStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    CLOSED = "closed", "Closed"
+
+
+class Debrief(models.Model):
+    """A joint multi-agency debrief of an incident or exercise: who met, when, and what they
+    observed. Observations stay open to additions until the facilitator closes the debrief.
+
+    Debriefs and their observations are read by every member of an agency taking part in the
+    incident (AMBER), and by the city's oversight committee.
+    """
+
+    incident = models.ForeignKey(
+        "incidents.Incident", on_delete=models.PROTECT, related_name="debriefs"
+    )
+    title = models.CharField(max_length=200)
+    held_at = models.DateTimeField(help_text="When the debrief was held, in UTC.")
+    facilitator = models.ForeignKey(
+        User, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    agencies = models.ManyToManyField(
+        Agency, blank=True, related_name="+", help_text="The agencies represented."
+    )
+    participants = models.ManyToManyField(
+        User, blank=True, related_name="+", help_text="The people who took part."
+    )
+    status = models.CharField(
+        max_length=8, choices=DebriefStatus.choices, default=DebriefStatus.OPEN
+    )
+    created_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_by = models.ForeignKey(
+        User, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    objects = DebriefQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-held_at", "-pk"]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def marking(self) -> str:
+        """Debriefs are shared with the incident's partners: always AMBER."""
+        return Marking.AMBER
+
+
+class ObservationCategory(models.TextChoices):
+    WENT_WELL = "went_well", "Went well"
+    DID_NOT_GO_WELL = "did_not_go_well", "Did not go well"
+    OTHER = "other", "Other"
+
+
+class Observation(models.Model):
+    """One thing a partner observed at a debrief: what went well, what did not, or anything else.
+    Any observation can become a lesson identified."""
+
+    debrief = models.ForeignKey(Debrief, on_delete=models.PROTECT, related_name="observations")
+    category = models.CharField(max_length=16, choices=ObservationCategory.choices)
+    text = models.TextField()
+    agency = models.ForeignKey(Agency, on_delete=models.PROTECT, related_name="+")
+    author = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["debrief", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.get_category_display()}: {self.text[:60]}"
+
+
+class LessonSource(models.TextChoices):
+    OBSERVATION = "observation", "Debrief observation"
+    DEBRIEF = "debrief", "Debrief"
+    INCIDENT = "incident", "Incident"
+    IMPORTED = "imported", "Imported from another city"
+
+
+class LessonStatus(models.TextChoices):
+    IDENTIFIED = "identified", "Identified"
+    ACTION_PLANNED = "action_planned", "Action planned"
+    IMPLEMENTED = "implemented", "Implemented"
+    VERIFIED = "verified", "Learned (verified)"
+    NOT_ACCEPTED = "not_accepted", "Not accepted"
+
+
+# Statuses still awaiting someone's step: the oversight committee follows these.
+LESSON_OPEN_STATUSES = (
+    LessonStatus.IDENTIFIED,
+    LessonStatus.ACTION_PLANNED,
+    LessonStatus.IMPLEMENTED,
+)
+
+
+class Lesson(models.Model):
+    """A lesson identified at a debrief (or imported from another city), owned by an agency and
+    tracked by the oversight committee until it is implemented and verified: then it is learned.
+
+    ``uuid`` identifies the lesson across deployments: an exported lesson keeps it, so importing
+    it twice into a city finds the first copy. Imported lessons have no incident; they belong to
+    the importing ``city`` and say where they came from in ``origin_city``/``origin_deployment``.
+    """
+
+    uuid = models.UUIDField(default=uuid4, editable=False)
+    city = models.ForeignKey(City, on_delete=models.PROTECT, related_name="lessons")
+    incident = models.ForeignKey(
+        "incidents.Incident",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="lessons",
+    )
+    debrief = models.ForeignKey(
+        Debrief, on_delete=models.PROTECT, null=True, blank=True, related_name="lessons"
+    )
+    observation = models.OneToOneField(
+        Observation, on_delete=models.PROTECT, null=True, blank=True, related_name="lesson"
+    )
+    source = models.CharField(max_length=16, choices=LessonSource.choices)
+    title = models.CharField(max_length=200)
+    description = models.TextField()
+    recommended_action = models.TextField(blank=True)
+    owner_agency = models.ForeignKey(
+        Agency,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="owned_lessons",
+        help_text="Empty for an imported lesson until the oversight committee assigns it.",
+    )
+    owner = models.ForeignKey(
+        User, on_delete=models.PROTECT, null=True, blank=True, related_name="owned_lessons"
+    )
+    due_date = models.DateField(null=True, blank=True, help_text="In the city's calendar.")
+    status = models.CharField(
+        max_length=16, choices=LessonStatus.choices, default=LessonStatus.IDENTIFIED
+    )
+    not_accepted_reason = models.TextField(blank=True)
+    marking = models.CharField(max_length=16, choices=Marking.choices, default=DEFAULT_MARKING)
+    recipient_agencies = models.ManyToManyField(
+        Agency, blank=True, related_name="+", help_text="AMBER+STRICT: the agencies named."
+    )
+    recipient_people = models.ManyToManyField(
+        User, blank=True, related_name="+", help_text="RED: the people named."
+    )
+    shareable = models.BooleanField(
+        default=False, help_text="May be exported to other cities (GREEN or CLEAR only)."
+    )
+    is_exercise = models.BooleanField(
+        default=False, help_text="Identified in an exercise: every view of it says EXERCISE."
+    )
+    origin_city = models.CharField(max_length=100, blank=True)
+    origin_deployment = models.CharField(max_length=200, blank=True)
+    identified_on = models.DateField()
+    created_by = models.ForeignKey(
+        User, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    # The day (city calendar) each reminder kind was last claimed: at most one a day per kind.
+    due_soon_reminded_on = models.DateField(null=True, blank=True)
+    overdue_reminded_on = models.DateField(null=True, blank=True)
+
+    objects = LessonQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["due_date", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["city", "uuid"], name="lesson_unique_uuid_per_city"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label} {self.title}"
+
+    @property
+    def label(self) -> str:
+        return f"L-{self.pk:04d}" if self.pk else "L-new"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in LESSON_OPEN_STATUSES
+
+    def is_overdue(self, today: date) -> bool:
+        return self.is_open and self.due_date is not None and self.due_date < today
+
+    def current_audience(self) -> Audience:
+        return Audience(
+            marking=self.marking,
+            agencies=tuple(sorted(a.pk for a in self.recipient_agencies.all())),
+            people=tuple(sorted(p.pk for p in self.recipient_people.all())),
+        )
+
+
+class LessonTransition(models.Model):
+    """One step of a lesson's history: its status before and after, who took it, when, and why.
+    Identification, assignment and every change of status are recorded."""
+
+    lesson = models.ForeignKey(Lesson, on_delete=models.CASCADE, related_name="history")
+    from_status = models.CharField(max_length=16, blank=True)
+    to_status = models.CharField(max_length=16, choices=LessonStatus.choices)
+    note = models.TextField(blank=True)
+    by = models.ForeignKey(User, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    by_agency = models.ForeignKey(
+        Agency, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["lesson", "at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.lesson_id}: {self.from_status or '-'} -> {self.to_status}"

@@ -8,7 +8,7 @@ from django.db.models.functions import Coalesce
 from incidents.querysets import IncidentItemQuerySet, named_q
 
 from .markings import OPEN_TO_PARTICIPANTS
-from .roles import Role
+from .roles import Capability, Role, user_can
 
 
 class AgencyQuerySet(models.QuerySet):
@@ -77,3 +77,54 @@ class AuditEntryQuerySet(models.QuerySet):
         if not user.agency_id or not user.has_role(Role.ADMINISTRATOR):
             return self.none()
         return self.filter(city_id=user.agency.city_id)
+
+
+def _oversees_city_q(user, city_field: str) -> Q:
+    """The oversight committee follows every lesson and debrief of its city, as a city's
+    administrators see every incident of it; markings still apply to lessons."""
+    if user.agency_id and user_can(user, Capability.LESSON_OVERSEE):
+        return Q(**{city_field: user.agency.city_id})
+    return Q(pk__in=[])
+
+
+class DebriefQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "DebriefQuerySet":
+        """Debriefs of the incidents the user sees (AMBER), and of the city for its oversight
+        committee."""
+        if not (user and user.is_authenticated and user.is_active):
+            return self.none()
+        if user.is_superuser:
+            return self.all()
+        if not user.agency_id:
+            return self.none()
+        Incident = apps.get_model("incidents", "Incident")
+        return self.filter(
+            Q(incident__in=Incident.objects.visible_to(user).values("pk"))
+            | _oversees_city_q(user, "incident__city_id")
+        )
+
+
+class LessonQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "LessonQuerySet":
+        """Lessons of the incidents the user sees whose marking admits them; for the oversight
+        committee, those of every incident of its city under the same marking rule; and the
+        lessons imported into the user's city (GREEN or CLEAR, no incident: the whole city)."""
+        if not (user and user.is_authenticated and user.is_active):
+            return self.none()
+        marked = self.filter(Q(marking__in=OPEN_TO_PARTICIPANTS) | named_q(self.model, user))
+        if user.is_superuser:
+            return marked
+        if not user.agency_id:
+            return self.none()
+        Incident = apps.get_model("incidents", "Incident")
+        city_id = user.agency.city_id
+        return marked.filter(
+            Q(incident__in=Incident.objects.visible_to(user).values("pk"))
+            | (Q(incident__isnull=False) & _oversees_city_q(user, "city_id"))
+            | Q(incident__isnull=True, city_id=city_id)
+        )
+
+    def open(self) -> "LessonQuerySet":
+        from .models import LESSON_OPEN_STATUSES
+
+        return self.filter(status__in=LESSON_OPEN_STATUSES)

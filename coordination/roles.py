@@ -17,6 +17,8 @@ class Role(models.TextChoices):
     NEUTRAL_COMMANDER = "neutral_commander", "Neutral commander"
     OBSERVER = "observer", "Observer"
     ADMINISTRATOR = "administrator", "Administrator"
+    # A member of the city's oversight committee: makes sure lessons identified are implemented.
+    OVERSIGHT = "oversight", "Oversight committee member"
 
 
 class Capability(models.TextChoices):
@@ -28,6 +30,8 @@ class Capability(models.TextChoices):
     ROTA_MANAGE = "rota.manage", "Manage the city's on-call rotas, cover and escalation policies"
     ACTIVATION_SEND = "activation.send", "Send an activation alert to agencies' duty officers"
     AUDIT_VIEW = "audit.view", "Read and export the city's security audit log"
+    LESSON_WRITE = "lesson.write", "Hold debriefs, record observations and lessons; progress own"
+    LESSON_OVERSEE = "lesson.oversee", "Oversee the city's lessons: assign, verify, share, import"
 
 
 _COMMANDERS = {Role.STRATEGIC_COMMANDER, Role.TACTICAL_COMMANDER, Role.NEUTRAL_COMMANDER}
@@ -41,6 +45,12 @@ ROLE_CAPABILITIES: dict[str, set[str]] = {
     Capability.ROTA_MANAGE: {Role.ADMINISTRATOR},
     Capability.ACTIVATION_SEND: _COMMANDERS | {Role.DUTY_OFFICER},
     Capability.AUDIT_VIEW: {Role.ADMINISTRATOR},
+    # Lessons: the agencies that debrief record them and move their own through the lifecycle;
+    # the oversight committee (its own role, administrators, and neutral commanders who chair
+    # it in many cities) assigns owners, verifies ("learned") or does not accept, and shares.
+    Capability.LESSON_WRITE: _COMMANDERS
+    | {Role.LIAISON_OFFICER, Role.LOGGIST, Role.ADMINISTRATOR, Role.OVERSIGHT},
+    Capability.LESSON_OVERSEE: {Role.OVERSIGHT, Role.ADMINISTRATOR, Role.NEUTRAL_COMMANDER},
 }
 
 

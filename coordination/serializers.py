@@ -9,13 +9,25 @@ from .models import (
     ActionStatus,
     Agency,
     AgencyType,
+    Debrief,
     Decision,
     DecisionPosition,
+    Lesson,
+    LessonStatus,
+    LessonTransition,
+    Observation,
+    ObservationCategory,
     Stance,
     User,
 )
 from .roles import Capability, Role, user_can
 from .validation import EARLIEST_INSTANT
+
+
+def _incidents_queryset():
+    from incidents.models import Incident
+
+    return Incident.objects.all()
 
 
 def recipient_fields() -> dict[str, serializers.Field]:
@@ -343,3 +355,200 @@ class ActionPatchSerializer(serializers.Serializer):
     owner_agency = VisibleRelatedField(queryset=Agency.objects.all(), required=False)
     owner = VisibleRelatedField(queryset=User.objects.all(), required=False, allow_null=True)
     due_at = InstantField(required=False, allow_null=True)
+
+
+# --- debriefs and lessons -------------------------------------------------------------------------
+
+
+class ObservationSerializer(serializers.ModelSerializer):
+    agency_name = serializers.CharField(source="agency.short_name", read_only=True)
+    author_name = serializers.CharField(source="author.__str__", read_only=True)
+    lesson = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Observation
+        fields = [
+            "id",
+            "debrief",
+            "category",
+            "text",
+            "agency",
+            "agency_name",
+            "author",
+            "author_name",
+            "created_at",
+            "lesson",
+        ]
+        read_only_fields = fields
+
+    def get_lesson(self, observation: Observation) -> int | None:
+        try:
+            return observation.lesson.pk
+        except Observation.lesson.RelatedObjectDoesNotExist:
+            return None
+
+
+class DebriefSerializer(serializers.ModelSerializer):
+    is_exercise = serializers.BooleanField(source="incident.is_exercise", read_only=True)
+    incident_reference = serializers.CharField(source="incident.reference", read_only=True)
+    observations = ObservationSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Debrief
+        fields = [
+            "id",
+            "incident",
+            "incident_reference",
+            "is_exercise",
+            "title",
+            "held_at",
+            "facilitator",
+            "agencies",
+            "participants",
+            "status",
+            "created_by",
+            "created_at",
+            "closed_at",
+            "closed_by",
+            "observations",
+        ]
+        read_only_fields = fields
+
+
+class DebriefInputSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200)
+    held_at = InstantField()
+    facilitator = VisibleRelatedField(queryset=User.objects.all(), required=False, allow_null=True)
+    agencies = VisibleRelatedField(queryset=Agency.objects.all(), many=True, required=False)
+    participants = VisibleRelatedField(queryset=User.objects.all(), many=True, required=False)
+
+
+class ObservationInputSerializer(serializers.Serializer):
+    category = serializers.ChoiceField(choices=ObservationCategory.choices)
+    text = serializers.CharField(max_length=20000)
+
+
+class LessonFromObservationSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    owner_agency = VisibleRelatedField(
+        queryset=Agency.objects.all(), required=False, allow_null=True, default=None
+    )
+    due_date = serializers.DateField(required=False, allow_null=True, default=None)
+
+
+class LessonTransitionSerializer(serializers.ModelSerializer):
+    by_name = serializers.CharField(source="by.__str__", default=None, read_only=True)
+    by_agency_name = serializers.CharField(
+        source="by_agency.short_name", default=None, read_only=True
+    )
+
+    class Meta:
+        model = LessonTransition
+        fields = ["from_status", "to_status", "note", "by", "by_name", "by_agency_name", "at"]
+        read_only_fields = fields
+
+
+class LessonSerializer(RecipientsMixin, serializers.ModelSerializer):
+    label = serializers.CharField(read_only=True)  # type: ignore[assignment]
+    uuid = serializers.UUIDField(read_only=True)
+    incident_reference = serializers.CharField(
+        source="incident.reference", default=None, read_only=True
+    )
+    owner_agency_name = serializers.CharField(
+        source="owner_agency.short_name", default=None, read_only=True
+    )
+    owner_name = serializers.CharField(source="owner.__str__", default=None, read_only=True)
+    overdue = serializers.SerializerMethodField()
+    allowed_transitions = serializers.SerializerMethodField()
+    history = LessonTransitionSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Lesson
+        fields = [
+            "id",
+            "uuid",
+            "label",
+            "city",
+            "incident",
+            "incident_reference",
+            "is_exercise",
+            "debrief",
+            "observation",
+            "source",
+            "origin_city",
+            "origin_deployment",
+            "title",
+            "description",
+            "recommended_action",
+            "owner_agency",
+            "owner_agency_name",
+            "owner",
+            "owner_name",
+            "due_date",
+            "overdue",
+            "status",
+            "allowed_transitions",
+            "not_accepted_reason",
+            "marking",
+            "recipient_agencies",
+            "recipient_people",
+            "shareable",
+            "identified_on",
+            "created_at",
+            "updated_at",
+            "history",
+        ]
+        read_only_fields = fields
+
+    def get_overdue(self, lesson: Lesson) -> bool:
+        from .lessons import city_today
+
+        return lesson.is_overdue(city_today(lesson.city))
+
+    def get_allowed_transitions(self, lesson: Lesson) -> list[str]:
+        from .lessons import lesson_transitions
+
+        return list(lesson_transitions(lesson.status))
+
+
+class LessonInputSerializer(serializers.Serializer):
+    incident = VisibleRelatedField(queryset=_incidents_queryset())
+    title = serializers.CharField(max_length=200)
+    description = serializers.CharField(max_length=20000)
+    recommended_action = serializers.CharField(
+        max_length=20000, required=False, allow_blank=True, default=""
+    )
+    owner_agency = VisibleRelatedField(queryset=Agency.objects.all())
+    owner = VisibleRelatedField(queryset=User.objects.all(), required=False, allow_null=True)
+    due_date = serializers.DateField(required=False, allow_null=True, default=None)
+    marking = serializers.ChoiceField(choices=Marking.choices, default=DEFAULT_MARKING)
+    recipient_agencies, recipient_people = recipient_fields().values()
+    shareable = serializers.BooleanField(required=False, default=False)
+    debrief = VisibleRelatedField(queryset=Debrief.objects.all(), required=False, allow_null=True)
+
+
+class LessonPatchSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(max_length=20000, required=False)
+    recommended_action = serializers.CharField(max_length=20000, required=False, allow_blank=True)
+    due_date = serializers.DateField(required=False, allow_null=True)
+    shareable = serializers.BooleanField(required=False)
+    marking = serializers.ChoiceField(choices=Marking.choices, required=False)
+
+
+class LessonTransitionInputSerializer(serializers.Serializer):
+    to = serializers.ChoiceField(choices=LessonStatus.choices)
+    note = serializers.CharField(
+        max_length=5000,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Required when not accepting a lesson or sending an implemented one back.",
+    )
+
+
+class LessonAssignSerializer(serializers.Serializer):
+    owner_agency = VisibleRelatedField(queryset=Agency.objects.all())
+    owner = VisibleRelatedField(queryset=User.objects.all(), required=False, allow_null=True)
+    due_date = serializers.DateField(required=False, allow_null=True, default=None)
+    note = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")

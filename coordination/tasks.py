@@ -41,3 +41,12 @@ def audit_log_verify_task() -> dict[str, int | bool]:
         # Kept by the log collector, outside the database: an anchor a rewrite cannot reach.
         logger.info("audit log intact: %s entries, last hash %s", report.entries, report.last_hash)
     return {"entries": report.entries, "intact": report.intact}
+
+
+@shared_task
+def lesson_reminders() -> dict[str, int]:
+    """Remind owners of lessons due soon or overdue (safe to run twice: each reminder is claimed
+    once per lesson, kind and day)."""
+    from .lessons import lesson_reminders_send
+
+    return lesson_reminders_send()

@@ -257,6 +257,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "coordination.tasks.audit_log_verify_task",
         "schedule": crontab(hour=3, minute=37),
     },
+    # Hourly; each lesson gets at most one reminder of each kind a day whatever the schedule.
+    "lesson-reminders": {
+        "task": "coordination.tasks.lesson_reminders",
+        "schedule": crontab(minute=11),
+    },
 }
 
 # --- API ---------------------------------------------------------------------------------------
@@ -300,6 +305,11 @@ SPECTACULAR_SETTINGS = {
         "AgencyTypeEnum": "coordination.models.AgencyType",
         "StanceEnum": "coordination.models.Stance",
         "ActivationStatusEnum": "comms.models.ActivationStatus",
+        "LessonStatusEnum": "coordination.models.LessonStatus",
+        "LessonSourceEnum": "coordination.models.LessonSource",
+        "DebriefStatusEnum": "coordination.models.DebriefStatus",
+        "ObservationCategoryEnum": "coordination.models.ObservationCategory",
+        "TimelineCategoryEnum": "incidents.models.TimelineCategory",
     },
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
 }
@@ -408,6 +418,12 @@ if ALERT_HEARTBEAT_STALE_SECONDS <= ALERT_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured(
         "ALERT_HEARTBEAT_STALE_SECONDS must be longer than ALERT_HEARTBEAT_SECONDS"
     )
+
+# --- Lessons -----------------------------------------------------------------------------------
+# Owners are reminded of a lesson this many days before it is due (and daily once overdue).
+LESSON_REMINDER_DUE_SOON_DAYS = env_int("LESSON_REMINDER_DUE_SOON_DAYS", 7)
+# Names this deployment in the lesson exchange documents it exports.
+CTPN_DEPLOYMENT_NAME = env_str("CTPN_DEPLOYMENT_NAME", "CTPN")
 
 # --- Security ----------------------------------------------------------------------------------
 # How many reverse proxies (load balancers) stand in front of the web processes. With none, the

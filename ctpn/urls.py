@@ -15,12 +15,14 @@ from comms.api import (
     ShiftViewSet,
 )
 from comms.urls import api_urlpatterns as comms_api
-from coordination import accounts
+from coordination import accounts, lesson_views
 from coordination import views as coordination_views
 from coordination.api import (
     ActionViewSet,
     AgencyViewSet,
+    DebriefViewSet,
     DecisionViewSet,
+    LessonViewSet,
     MeView,
     TokenView,
     UserViewSet,
@@ -52,6 +54,9 @@ router.register("me/contact-methods", MyContactMethodViewSet, basename="my-conta
 router.register("contact-methods", ContactMethodViewSet, basename="contact-method")
 router.register("escalation-policies", EscalationPolicyViewSet, basename="escalation-policy")
 router.register("responder-groups", ResponderGroupViewSet, basename="responder-group")
+# lessons
+router.register(f"{incident}/debriefs", DebriefViewSet, basename="incident-debrief")
+router.register("lessons", LessonViewSet, basename="lesson-api")
 
 api_v1 = [
     path("auth/token/", TokenView.as_view(), name="api-token"),
@@ -64,6 +69,27 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("audit/", coordination_views.audit_log, name="audit-log"),
     path("audit/export.csv", coordination_views.audit_export, name="audit-export"),
+    path("lessons/", lesson_views.lesson_list, name="lessons"),
+    path("lessons/<int:lesson_id>/", lesson_views.lesson_detail, name="lesson"),
+    path(
+        "lessons/<int:lesson_id>/transition/",
+        lesson_views.lesson_transition_view,
+        name="lesson-transition",
+    ),
+    path("lessons/<int:lesson_id>/assign/", lesson_views.lesson_assign_view, name="lesson-assign"),
+    path("incidents/<int:incident_id>/debriefs/", lesson_views.debrief_list, name="debriefs"),
+    path("debriefs/<int:debrief_id>/", lesson_views.debrief_detail, name="debrief"),
+    path(
+        "debriefs/<int:debrief_id>/observations/",
+        lesson_views.debrief_observation,
+        name="debrief-observation",
+    ),
+    path("debriefs/<int:debrief_id>/close/", lesson_views.debrief_close_view, name="debrief-close"),
+    path(
+        "observations/<int:observation_id>/lesson/",
+        lesson_views.observation_lesson,
+        name="observation-lesson",
+    ),
     path("", include("comms.urls")),
     path("accounts/", include("coordination.urls")),
     path(

@@ -15,7 +15,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import F, Prefetch, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -23,7 +23,14 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from coordination.forms import ActionForm, ActionStatusForm, DecisionForm, PositionForm
-from coordination.models import Action, Decision, DecisionPosition, User
+from coordination.models import (
+    LESSON_OPEN_STATUSES,
+    Action,
+    Decision,
+    DecisionPosition,
+    Lesson,
+    User,
+)
 from coordination.roles import Capability, user_can
 from coordination.services import (
     action_create,
@@ -294,6 +301,25 @@ def _agencies(request: HttpRequest, incident: Incident, can: Abilities) -> dict[
     return {"agencies": sorted(incident.participating_agencies.all(), key=lambda a: a.short_name)}
 
 
+def _lessons(request: HttpRequest, incident: Incident, can: Abilities) -> dict[str, Any]:
+    """The incident's open lessons the reader may see, soonest due first."""
+    lessons = list(
+        Lesson.objects.visible_to(request.user)
+        .filter(incident=incident, status__in=LESSON_OPEN_STATUSES)
+        .select_related("owner_agency")
+        .prefetch_related("recipient_agencies", "recipient_people__agency")
+        .order_by(F("due_date").asc(nulls_last=True), "pk")
+    )
+    markings_shown(request, lessons)
+    today = timezone.now().astimezone(incident.city.zone).date()
+    for lesson in lessons:
+        lesson.overdue = lesson.is_overdue(today)
+    return {
+        "lessons": lessons,
+        "lessons_overdue": sum(lesson.overdue for lesson in lessons),
+    }
+
+
 PANELS: dict[str, Callable[[HttpRequest, Incident, Abilities], dict[str, Any]]] = {
     "header": _header,
     "methane": _methane,
@@ -301,6 +327,7 @@ PANELS: dict[str, Callable[[HttpRequest, Incident, Abilities], dict[str, Any]]] 
     "actions": _actions,
     "timeline": _timeline,
     "agencies": _agencies,
+    "lessons": _lessons,
 }
 
 

@@ -220,3 +220,9 @@ def signed_in(browser, request):
     yield open_as
     for context in contexts:
         context.close()
+
+
+@pytest.fixture
+def oversight(transport):
+    """A member of the city's oversight committee (lessons), from an agency outside the incident."""
+    return UserFactory(username="oversight", agency=transport, roles=[Role.OVERSIGHT])

@@ -10,9 +10,13 @@ from coordination.models import (
     Agency,
     AgencyType,
     City,
+    Debrief,
     Decision,
     DecisionMarkingChange,
     DecisionPosition,
+    Lesson,
+    LessonTransition,
+    Observation,
     RoleAssignment,
     User,
 )
@@ -109,6 +113,10 @@ def row_counts() -> dict[str, int]:
         Agency,
         User,
         RoleAssignment,
+        Debrief,
+        Observation,
+        Lesson,
+        LessonTransition,
     ]
     return {model.__name__: model.objects.count() for model in models}
 
@@ -166,3 +174,17 @@ class ResponderGroupFactory(factory.django.DjangoModelFactory):
     def members(self, create, extracted, **kwargs):
         if create and extracted:
             self.members.set(extracted)
+
+
+# --- lessons ------------------------------------------------------------------------------------
+
+
+def lesson_fields(**overrides):
+    """Keyword arguments for ``lesson_create`` besides the incident, the user and the owner."""
+    fields = {
+        "title": "Radio interoperability failed at the rendezvous point",
+        "description": "Fire and police could not talk on a shared channel for 20 minutes.",
+        "recommended_action": "Exercise the shared talk group monthly.",
+    }
+    fields.update(overrides)
+    return fields

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory, force_authenticate
 from rest_framework.views import APIView
 
+from coordination.lessons import debrief_create, observation_add
 from coordination.models import Action, Decision
 from coordination.roles import Capability, Role
 from coordination.services import action_create, decision_record
@@ -45,7 +46,14 @@ KNOWN_INCIDENT_URL_NAMES = {
     "incident-timeline-list",
     "incident-timeline-detail",
     "incident-event-list",
+    "incident-debrief-list",
+    "incident-debrief-detail",
+    "incident-debrief-close",
+    "incident-debrief-observations",
+    "incident-debrief-observation-lesson",
 }
+# Writes that take no body: a member's empty POST does what they say.
+NO_BODY = {"incident-debrief-close", "incident-debrief-observation-lesson"}
 
 
 def api_v1_patterns() -> list[URLPattern]:
@@ -93,6 +101,8 @@ def incident_scoped_urls(incident) -> list[tuple[str, str, URLPattern]]:
                 item = model.objects.filter(incident=incident).first()
                 assert item is not None, f"populated_incident needs a {model.__name__}"
                 kwargs["pk"] = item.pk
+                if "observation_id" in groups(pattern):
+                    kwargs["observation_id"] = item.observations.get().pk
         else:
             kwargs["pk"] = incident.pk
         urls.append((pattern.name, reverse(pattern.name, kwargs=kwargs), pattern))
@@ -106,6 +116,10 @@ def populated_incident(incident, commander, liaison, fire):
     methane_submit(incident_id=incident.pk, user=liaison, **methane_fields())
     action_create(incident_id=incident.pk, user=liaison, title="Cordon", owner_agency=fire)
     timeline_add(incident_id=incident.pk, user=liaison, text="Shots fired")
+    debrief = debrief_create(
+        incident_id=incident.pk, user=commander, title="Hot debrief", held_at=incident.opened_at
+    )
+    observation_add(debrief_id=debrief.pk, user=liaison, category="other", text="Radios failed")
     return incident
 
 
@@ -123,6 +137,9 @@ def test_a_member_reaches_every_incident_scoped_url(api, commander, populated_in
         if "get" in pattern.callback.actions:
             response = client.get(url)
             assert response.status_code == 200, (name, url, response.status_code)
+        elif name in NO_BODY:
+            response = client.post(url, {})
+            assert response.status_code in (200, 201), (name, url, response.status_code)
         else:  # write-only, like transition: an empty body reaches the view's validation
             response = client.post(url, {})
             assert response.status_code == 400, (name, url, response.status_code)

@@ -40,6 +40,7 @@ def test_me_tells_a_commander_their_roles_and_capabilities(api, commander, polic
         Capability.INCIDENT_TRANSITION,
         Capability.LOG_WRITE,
         Capability.ACTIVATION_SEND,
+        Capability.LESSON_WRITE,
     ]
     assert response.data["is_superuser"] is False
     assert "password" not in response.data
@@ -49,7 +50,14 @@ def test_me_tells_a_commander_their_roles_and_capabilities(api, commander, polic
     ("roles", "capabilities"),
     [
         ([Role.OBSERVER], [Capability.VIEW]),
-        ([Role.LIAISON_OFFICER], [Capability.VIEW, Capability.LOG_WRITE]),
+        (
+            [Role.LIAISON_OFFICER],
+            [Capability.VIEW, Capability.LOG_WRITE, Capability.LESSON_WRITE],
+        ),
+        (
+            [Role.OVERSIGHT],
+            [Capability.VIEW, Capability.LESSON_WRITE, Capability.LESSON_OVERSEE],
+        ),
         (
             [Role.DUTY_OFFICER],
             [Capability.VIEW, Capability.INCIDENT_OPEN, Capability.ACTIVATION_SEND],
@@ -65,6 +73,7 @@ def test_me_tells_a_commander_their_roles_and_capabilities(api, commander, polic
                 Capability.INCIDENT_OPEN,
                 Capability.LOG_WRITE,
                 Capability.ACTIVATION_SEND,
+                Capability.LESSON_WRITE,
             ],
         ),
     ],

@@ -17,6 +17,7 @@ from channels.db import database_sync_to_async
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from comms.consumers import CLOSE_NOT_VISIBLE
+from coordination.lessons import lesson_create
 from coordination.markings import Marking
 from coordination.models import AgencyType
 from coordination.roles import Role
@@ -29,11 +30,11 @@ from .factories import AgencyFactory, CityFactory, UserFactory, decision_fields,
 from .live import connect, headers_for
 
 MARKINGS = list(Marking.values)
-KINDS = ("decision", "methane", "timeline", "action")
+KINDS = ("decision", "methane", "timeline", "action", "lesson")
 # Item routes are requested for these markings only (the open ones behave alike); every other
 # route is requested once per person and searched for the secrets of all markings at once.
 ITEM_ROUTE_MARKINGS = (Marking.GREEN, Marking.AMBER_STRICT, Marking.RED)
-ITEM_MODELS = {"decision", "action", "methanereport", "timelineentry", "incidentevent"}
+ITEM_MODELS = {"decision", "action", "methanereport", "timelineentry", "incidentevent", "lesson"}
 
 
 # --- the people -----------------------------------------------------------------------------------
@@ -143,6 +144,15 @@ def world_add_items(world: World, marking: str, police) -> None:
         owner_agency=author.agency,
         **recipients,
     )
+    world.items["lesson", marking] = lesson_create(
+        incident_id=incident_id,
+        user=author,
+        marking=marking,
+        title=world.secret("lesson", marking),
+        description="A lesson identified.",
+        owner_agency=author.agency,
+        **recipients,
+    )
 
 
 # --- the routes -----------------------------------------------------------------------------------
@@ -195,7 +205,7 @@ RULES: dict[str, Rule] = {
     "pages:incident-list": Rule(),
     "pages:incident-dashboard": Rule("incident", shows="decision"),
     "pages:incident-wall": Rule("incident", shows="timeline"),
-    "pages:incident-panel": Rule("panel"),
+    "pages:incident-panel": Rule("panel", shows="lesson"),
     "pages:incident-decision-new": Rule("incident"),
     "pages:incident-methane-new": Rule("incident"),
     "pages:incident-action-new": Rule("incident"),
@@ -212,7 +222,35 @@ RULES: dict[str, Rule] = {
     "audit-log": Rule(),
     "audit-export": Rule(),
     "health": Rule(skip="reports whether the platform runs (503 without a worker); no items"),
+    # Debriefs and lessons
+    "lesson-api-list": Rule(shows="lesson"),
+    "lesson-api-counts": Rule(),
+    "lesson-api-detail": Rule("item:lesson", ("get", "patch"), shows="lesson"),
+    "lesson-api-transition": Rule("item:lesson", ("post",)),
+    "lesson-api-assign": Rule("item:lesson", ("post",)),
+    "lesson-api-export": Rule(),
+    "lesson-api-import": Rule(methods=("post",)),
+    "incident-debrief-list": Rule("incident"),
+    "lessons": Rule(shows="lesson"),
+    "lesson": Rule("item:lesson", shows="lesson"),
+    "lesson-transition": Rule("item:lesson", ("post",)),
+    "lesson-assign": Rule("item:lesson", ("post",)),
+    "debriefs": Rule("incident"),
 }
+DEBRIEF_ITEM = (
+    "a debrief is AMBER for the incident's readers; tests/test_debriefs.py covers outsiders"
+)
+for _name in [
+    "incident-debrief-detail",
+    "incident-debrief-close",
+    "incident-debrief-observations",
+    "incident-debrief-observation-lesson",
+    "debrief",
+    "debrief-observation",
+    "debrief-close",
+    "observation-lesson",
+]:
+    RULES.setdefault(_name, Rule(skip=DEBRIEF_ITEM))
 for _name in [
     "agency-detail",
     "user-detail",
@@ -310,12 +348,13 @@ def test_every_route_has_a_rule():
 
 # --- requests -------------------------------------------------------------------------------------
 
-PANELS = ("header", "methane", "decisions", "actions", "timeline", "agencies")
+PANELS = ("header", "methane", "decisions", "actions", "timeline", "agencies", "lessons")
 ADMIN_MODELS = {
     "decision": "coordination_decision",
     "action": "coordination_action",
     "methane": "incidents_methanereport",
     "timeline": "incidents_timelineentry",
+    "lesson": "coordination_lesson",
 }
 
 
@@ -326,7 +365,7 @@ def requests_for(name: str, rule: Rule, world: World) -> list[tuple[str, str, st
     if rule.scope == "none":
         urls = [(reverse(name), "")]
     elif rule.scope == "incident":
-        key = "incident_id" if name.startswith("pages:") else "incident_pk"
+        key = "incident_id" if name.startswith("pages:") or name == "debriefs" else "incident_pk"
         if name in ("incident-detail", "incident-transition"):
             key = "pk"
         urls = [(reverse(name, kwargs={key: incident}), "")]
@@ -337,7 +376,9 @@ def requests_for(name: str, rule: Rule, world: World) -> list[tuple[str, str, st
         urls = []
         for marking in ITEM_ROUTE_MARKINGS:
             item = world.items[kind, marking]
-            if name.startswith("pages:"):
+            if kind == "lesson":  # lessons have routes of their own, not under the incident
+                kwargs = {"pk" if name.startswith("lesson-api") else "lesson_id": item.pk}
+            elif name.startswith("pages:"):
                 kwargs = {"incident_id": incident, f"{kind}_id": item.pk}
             else:
                 kwargs = {"incident_pk": incident, "pk": item.pk}

@@ -45,6 +45,7 @@
     ["decision.", ["decisions"]],
     ["action.", ["actions"]],
     ["timeline.", ["timeline"]],
+    ["lesson.", ["lessons"]],
   ];
 
   var state = {
@@ -166,6 +167,14 @@
       case "action.updated":
         return "Action “" + (p.title || "") + "” is now " + (p.status || "?").replace("_", " ");
       case "timeline.added": return "Timeline: " + (p.text || "");
+      case "debrief.created": return "Debrief “" + (p.title || "") + "” recorded";
+      case "debrief.closed": return "Debrief “" + (p.title || "") + "” closed";
+      case "debrief.observation_added": return "Observation added to a debrief";
+      case "lesson.identified": return "Lesson " + (p.label || "") + " identified: " + (p.title || "");
+      case "lesson.transitioned":
+        return "Lesson " + (p.label || "") + " is now " + (p.status || "?").replace("_", " ");
+      case "lesson.assigned": return "Lesson " + (p.label || "") + " assigned";
+      case "lesson.updated": return "Lesson " + (p.label || "") + " updated";
       default: return event.kind;
     }
   }
