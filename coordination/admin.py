@@ -12,10 +12,13 @@ from django.db import transaction
 from .models import (
     Action,
     Agency,
+    AgendaItem,
     AuditEntry,
     City,
     Decision,
     DecisionPosition,
+    Meeting,
+    MeetingAttendee,
     RoleAssignment,
     User,
 )
@@ -159,3 +162,25 @@ class AuditEntryAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).visible_to(request.user)
+
+
+class AgendaItemInline(ReadOnlyInline):
+    model = AgendaItem
+    fields = ["position", "title", "notes", "minutes"]
+
+
+class MeetingAttendeeInline(ReadOnlyInline):
+    model = MeetingAttendee
+    fields = ["person", "agency", "attendance"]
+
+
+@admin.register(Meeting)
+class MeetingAdmin(NeedToKnowAdmin):
+    """Meetings with their agenda and attendees (agenda items and attendees are shown only here,
+    inside a meeting the reader may read)."""
+
+    list_display = ["title", "incident", "scheduled_at", "status", "chair", "marking"]
+    list_filter = ["status", "marking"]
+    list_select_related = ["incident", "chair"]
+    search_fields = ["title", "incident__reference"]
+    inlines = [AgendaItemInline, MeetingAttendeeInline]

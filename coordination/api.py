@@ -1,11 +1,18 @@
 """REST endpoints for the directory (agencies, people), the decision log and actions."""
 
 from django.contrib.auth import authenticate
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import filters, mixins, parsers, serializers, status, views, viewsets
 from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.generics import get_object_or_404
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
@@ -13,9 +20,17 @@ from ctpn.api import validated
 from ctpn.security import lockout_response
 from ctpn.throttling import AnonRateThrottle, ScopedRateThrottle
 from incidents.api import INCIDENT_PATH_PARAMETER, RECIPIENTS_PREFETCH, IncidentScopedViewSet
+from incidents.models import Incident
 
+from .export_views import csv_response, pdf_response
+from .meetings import (
+    meeting_attendance_record,
+    meeting_schedule,
+    meeting_transition,
+    meeting_update,
+)
 from .mfa import has_authenticator, mfa_required, second_factor_verify
-from .models import Action, Agency, City, Decision, DecisionPosition, User
+from .models import Action, Agency, City, Decision, DecisionPosition, Meeting, User
 from .roles import Capability
 from .serializers import (
     ActionInputSerializer,
@@ -23,12 +38,17 @@ from .serializers import (
     ActionSerializer,
     AgencyCreateSerializer,
     AgencySerializer,
+    AttendanceInputSerializer,
     DecisionInputSerializer,
     DecisionMarkingChangeSerializer,
     DecisionPositionInputSerializer,
     DecisionPositionSerializer,
     DecisionSerializer,
     MarkingChangeSerializer,
+    MeetingDetailSerializer,
+    MeetingInputSerializer,
+    MeetingPatchSerializer,
+    MeetingTransitionSerializer,
     MeSerializer,
     UserCreateSerializer,
     UserSerializer,
@@ -331,3 +351,134 @@ class ActionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IncidentSc
             )
         action_update(action_id=action_obj.pk, user=request.user, **data)
         return Response(self.get_serializer(self.get_queryset().get(pk=action_obj.pk)).data)
+
+
+@extend_schema(parameters=[INCIDENT_PATH_PARAMETER])
+class MeetingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IncidentScopedViewSet):
+    """Meetings of the incident's strategic cell, soonest first, with agenda, attendees and
+    minutes. Minutes change until the meeting is closed; then every change answers 409."""
+
+    model = Meeting
+    serializer_class = MeetingDetailSerializer
+    filterset_fields = ["status"]
+    required_capabilities = {
+        "list": Capability.VIEW,
+        "retrieve": Capability.VIEW,
+        "create": Capability.LOG_WRITE,
+        "partial_update": Capability.LOG_WRITE,
+        "transition": Capability.LOG_WRITE,
+        "attendance": Capability.LOG_WRITE,
+    }
+
+    def item_queryset(self, queryset):
+        return (
+            queryset.select_related("chair")
+            .prefetch_related(
+                "agenda_items",
+                "attendees__person",
+                "attendees__agency",
+                *RECIPIENTS_PREFETCH,
+            )
+            .order_by("scheduled_at", "id")
+        )
+
+    def _answer(self, meeting_id: int, code: int = status.HTTP_200_OK) -> Response:
+        return Response(self.get_serializer(self.get_queryset().get(pk=meeting_id)).data, code)
+
+    @extend_schema(request=MeetingInputSerializer, responses={201: MeetingDetailSerializer})
+    def create(self, request, incident_pk=None):
+        incident = self.get_incident()
+        data = validated(MeetingInputSerializer, request)
+        data["agenda"] = [dict(item) for item in data.get("agenda", [])]
+        data["attendees"] = [(a["person"], a["attendance"]) for a in data.get("attendees", [])]
+        meeting = meeting_schedule(incident_id=incident.pk, user=request.user, **data)
+        return self._answer(meeting.pk, status.HTTP_201_CREATED)
+
+    @extend_schema(request=MeetingPatchSerializer, responses={200: MeetingDetailSerializer})
+    def partial_update(self, request, incident_pk=None, pk=None):
+        """Change the meeting's details, agenda, attendees or minutes (409 once closed)."""
+        meeting = self.get_object()
+        data = validated(MeetingPatchSerializer, request)
+        if not data:
+            raise serializers.ValidationError(
+                {"non_field_errors": ["Give at least one field to change."]}
+            )
+        if "agenda" in data:
+            data["agenda"] = [dict(item) for item in data["agenda"]]
+        if "attendees" in data:
+            data["attendees"] = [(a["person"], a["attendance"]) for a in data["attendees"]]
+        meeting_update(meeting_id=meeting.pk, user=request.user, **data)
+        return self._answer(meeting.pk)
+
+    @extend_schema(request=MeetingTransitionSerializer, responses={200: MeetingDetailSerializer})
+    @action(detail=True, methods=["post"])
+    def transition(self, request, incident_pk=None, pk=None):
+        """Start a scheduled meeting (``in_progress``) or close one in progress (``closed``).
+        Any other move answers 409, saying which the meeting allows."""
+        meeting = self.get_object()
+        data = validated(MeetingTransitionSerializer, request)
+        meeting_transition(meeting_id=meeting.pk, user=request.user, to=data["to"])
+        return self._answer(meeting.pk)
+
+    @extend_schema(request=AttendanceInputSerializer, responses={200: MeetingDetailSerializer})
+    @action(detail=True, methods=["post"])
+    def attendance(self, request, incident_pk=None, pk=None):
+        """Mark invitees present, expected or as having sent apologies (409 once closed)."""
+        meeting = self.get_object()
+        data = validated(AttendanceInputSerializer, request)
+        meeting_attendance_record(
+            meeting_id=meeting.pk,
+            user=request.user,
+            attendance={row["attendee"]: row["attendance"] for row in data["attendance"]},
+        )
+        return self._answer(meeting.pk)
+
+
+class IncidentExportView(views.APIView):
+    """Base of the exports of an incident's record: the incident through the access rule first
+    (404 for a non-participant), then the capability."""
+
+    required_capabilities = {"get": Capability.VIEW}
+
+    def incident(self, request, incident_pk: int) -> Incident:
+        return get_object_or_404(
+            Incident.objects.visible_to(request.user).select_related("city", "lead_agency"),
+            pk=incident_pk,
+        )
+
+    def check_permissions(self, request) -> None:
+        if request.user.is_authenticated:
+            self.incident(request, self.kwargs["incident_pk"])
+        super().check_permissions(request)
+
+
+class IncidentPdfExportView(IncidentExportView):
+    """The incident's joint decision log, timeline and actions as a PDF document for debrief and
+    inquiry: what the caller may read, with the number of entries withheld, the chain
+    verification and its final hash. Audited."""
+
+    @extend_schema(
+        parameters=[INCIDENT_PATH_PARAMETER],
+        responses={(200, "application/pdf"): OpenApiTypes.BINARY},
+    )
+    def get(self, request, incident_pk: int):
+        incident = self.incident(request, incident_pk)
+        return pdf_response(incident, request)
+
+
+class IncidentCsvExportView(IncidentExportView):
+    """One part of the incident's record (``decisions``, ``timeline`` or ``actions``) as CSV,
+    streamed, times in UTC, with a marking column. Audited."""
+
+    @extend_schema(
+        parameters=[
+            INCIDENT_PATH_PARAMETER,
+            OpenApiParameter(
+                "kind", OpenApiTypes.STR, OpenApiParameter.PATH, enum=["decisions", "timeline", "actions"]
+            ),
+        ],
+        responses={(200, "text/csv"): OpenApiTypes.STR},
+    )
+    def get(self, request, incident_pk: int, kind: str):
+        incident = self.incident(request, incident_pk)
+        return csv_response(incident, request, kind)

@@ -21,6 +21,9 @@ from coordination.api import (
     ActionViewSet,
     AgencyViewSet,
     DecisionViewSet,
+    IncidentCsvExportView,
+    IncidentPdfExportView,
+    MeetingViewSet,
     MeView,
     TokenView,
     UserViewSet,
@@ -52,12 +55,23 @@ router.register("me/contact-methods", MyContactMethodViewSet, basename="my-conta
 router.register("contact-methods", ContactMethodViewSet, basename="contact-method")
 router.register("escalation-policies", EscalationPolicyViewSet, basename="escalation-policy")
 router.register("responder-groups", ResponderGroupViewSet, basename="responder-group")
+router.register(f"{incident}/meetings", MeetingViewSet, basename="incident-meeting")
 
 api_v1 = [
     path("auth/token/", TokenView.as_view(), name="api-token"),
     path("me/", MeView.as_view(), name="api-me"),
     *router.urls,
     *comms_api,
+    path(
+        "incidents/<int:incident_pk>/export/log.pdf",
+        IncidentPdfExportView.as_view(),
+        name="incident-export-pdf",
+    ),
+    path(
+        "incidents/<int:incident_pk>/export/<slug:kind>.csv",
+        IncidentCsvExportView.as_view(),
+        name="incident-export-csv",
+    ),
 ]
 
 urlpatterns = [

@@ -45,6 +45,7 @@
     ["decision.", ["decisions"]],
     ["action.", ["actions"]],
     ["timeline.", ["timeline"]],
+    ["meeting.", ["meetings"]],
   ];
 
   var state = {
@@ -166,6 +167,10 @@
       case "action.updated":
         return "Action “" + (p.title || "") + "” is now " + (p.status || "?").replace("_", " ");
       case "timeline.added": return "Timeline: " + (p.text || "");
+      case "meeting.scheduled": return "Meeting scheduled: " + (p.title || "");
+      case "meeting.started": return "Meeting started: " + (p.title || "");
+      case "meeting.closed": return "Meeting closed: " + (p.title || "");
+      case "meeting.updated": return "Meeting updated: " + (p.title || "");
       default: return event.kind;
     }
   }
