@@ -474,7 +474,10 @@ class IncidentCsvExportView(IncidentExportView):
         parameters=[
             INCIDENT_PATH_PARAMETER,
             OpenApiParameter(
-                "kind", OpenApiTypes.STR, OpenApiParameter.PATH, enum=["decisions", "timeline", "actions"]
+                "kind",
+                OpenApiTypes.STR,
+                OpenApiParameter.PATH,
+                enum=["decisions", "timeline", "actions"],
             ),
         ],
         responses={(200, "text/csv"): OpenApiTypes.STR},

@@ -9,7 +9,7 @@ RED or AMBER+STRICT item it contains.
 
 import copy
 import csv
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +26,7 @@ from .models import Action, Decision, DecisionPosition, Meeting, User
 from .services import ChainReport, decision_log_verify
 
 # Lowest to highest: the banner of a document carries the highest marking of what it contains.
-MARKING_ORDER = [
+MARKING_ORDER: list[str] = [
     Marking.CLEAR,
     Marking.GREEN,
     Marking.AMBER,
@@ -34,7 +34,7 @@ MARKING_ORDER = [
     Marking.RED,
 ]
 # TLP 2.0: coloured text on black.
-BANNER_COLOURS = {
+BANNER_COLOURS: dict[str, str] = {
     Marking.CLEAR: "#FFFFFF",
     Marking.GREEN: "#33FF00",
     Marking.AMBER: "#FFC000",
@@ -57,9 +57,10 @@ class IncidentRecord:
     incident: Incident
     reader: User
     generated_at: datetime
-    decisions: list[Decision]
-    timeline: list[TimelineEntry]
-    actions: list[Action]
+    # Items carry what the export shows of them (``marking_shown`` and the like) as attributes.
+    decisions: list[Any]
+    timeline: list[Any]
+    actions: list[Any]
     withheld: dict[str, int]
     chain: ChainReport
     meetings: dict[int, Meeting] = field(default_factory=dict)
@@ -86,8 +87,8 @@ class IncidentRecord:
         return items
 
 
-def _decisions(incident: Incident, reader: User) -> list[Decision]:
-    entries = list(
+def _decisions(incident: Incident, reader: User) -> list[Any]:
+    entries: list[Any] = list(
         Decision.objects.visible_to(reader)
         .filter(incident=incident)
         .select_related("author", "author_agency", "superseded_by", "supersedes")
@@ -115,13 +116,13 @@ def incident_record(*, incident: Incident, reader: User, verify: bool = True) ->
     """Gather what ``reader`` may read of the incident's record (the caller has checked that the
     reader may see the incident at all)."""
     decisions = _decisions(incident, reader)
-    timeline = list(
+    timeline: list[Any] = list(
         TimelineEntry.objects.visible_to(reader)
         .filter(incident=incident)
         .select_related("author", "author_agency")
         .order_by("occurred_at", "pk")
     )
-    actions = list(
+    actions: list[Any] = list(
         Action.objects.visible_to(reader)
         .filter(incident=incident)
         .select_related("owner_agency", "owner", "decision")
@@ -250,7 +251,7 @@ COLUMNS = {
 }
 
 
-def _decision_row(entry: Decision) -> list[Any]:
+def _decision_row(entry: Any) -> list[Any]:
     options = "; ".join(
         f"{'CHOSEN' if option.get('chosen') else 'rejected'}: {option.get('option')} "
         f"({option.get('reason')})"
@@ -281,7 +282,7 @@ def _decision_row(entry: Decision) -> list[Any]:
     ]
 
 
-def _timeline_row(entry: TimelineEntry) -> list[Any]:
+def _timeline_row(entry: Any) -> list[Any]:
     return [
         entry.occurred_at,
         entry.marking_shown,
@@ -292,7 +293,7 @@ def _timeline_row(entry: TimelineEntry) -> list[Any]:
     ]
 
 
-def _action_row(action: Action) -> list[Any]:
+def _action_row(action: Any) -> list[Any]:
     return [
         action.pk,
         action.marking_shown,
@@ -316,14 +317,21 @@ class _Line:
         return value
 
 
-def export_csv(*, incident: Incident, reader: User, kind: str, request: Any = None) -> Iterator[str]:
+def export_csv(
+    *, incident: Incident, reader: User, kind: str, request: Any = None
+) -> Iterator[str]:
     """One part of the incident's record (``decisions``, ``timeline`` or ``actions``) as CSV
     lines for ``reader``; times in UTC. Audited when called, before the first line is read."""
     if kind not in KINDS:
         raise ValueError(f"Unknown export {kind!r}")
     record = incident_record(incident=incident, reader=reader, verify=False)
     items: list[Any] = getattr(record, kind)
-    row = {"decisions": _decision_row, "timeline": _timeline_row, "actions": _action_row}[kind]
+    rows: dict[str, Callable[[Any], list[Any]]] = {
+        "decisions": _decision_row,
+        "timeline": _timeline_row,
+        "actions": _action_row,
+    }
+    row = rows[kind]
     for name in KINDS:
         if name != kind:  # only what this file holds counts as read
             setattr(record, name, [])

@@ -10,7 +10,7 @@ Lock order, as everywhere: the incident row, then the meeting row.
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
@@ -24,8 +24,8 @@ from incidents.services import audience_for, incident_lock_for_write, recipients
 
 from .markings import DEFAULT_MARKING, marking_validate
 from .models import (
-    AgendaItem,
     Agency,
+    AgendaItem,
     Attendance,
     Meeting,
     MeetingAttendee,
@@ -36,7 +36,7 @@ from .roles import Capability
 from .serializers import MeetingSerializer
 from .validation import Errors, errors_raise, instant_check, text_required
 
-MEETING_EVENT_KINDS = {
+MEETING_EVENT_KINDS: dict[str, str] = {
     MeetingStatus.IN_PROGRESS: "meeting.started",
     MeetingStatus.CLOSED: "meeting.closed",
 }
@@ -151,7 +151,10 @@ def _attendees_store(meeting: Meeting, attendees: list[tuple[User, str]]) -> Non
     meeting.attendees.all().delete()
     MeetingAttendee.objects.bulk_create(
         MeetingAttendee(
-            meeting=meeting, person=person, agency_id=person.agency_id, attendance=attendance
+            meeting=meeting,
+            person=person,
+            agency_id=cast(int, person.agency_id),  # checked: a participating agency
+            attendance=attendance,
         )
         for person, attendance in attendees
     )
@@ -314,9 +317,9 @@ def meeting_update(*, meeting_id: int, user: User, **changes: Any) -> Meeting:
                     {"agenda_minutes": [f"Not items of this meeting's agenda: {strangers}."]}
                 )
             for key, text in agenda_minutes.items():
-                item = items[_as_int(key)]
-                item.minutes = str(text or "").strip()
-                item.save(update_fields=["minutes"])
+                agenda_item = items[cast(int, _as_int(key))]
+                agenda_item.minutes = str(text or "").strip()
+                agenda_item.save(update_fields=["minutes"])
         if attendees is not None:
             _attendees_store(meeting, attendees)
         meeting.updated_at = timezone.now()

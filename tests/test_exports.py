@@ -48,13 +48,9 @@ def record(incident, commander, liaison, police, fire):
         marking=Marking.AMBER_STRICT,
         **decision_fields(decision="SECRET-STRICT-FIRE"),
     )
-    timeline_add(incident_id=incident.pk, user=commander, text="=HYPERLINK(\"http://x\")")
-    timeline_add(
-        incident_id=incident.pk, user=liaison, text="SECRET-TIMELINE", marking=Marking.RED
-    )
-    action_create(
-        incident_id=incident.pk, user=commander, title="@SUM(A1)", owner_agency=police
-    )
+    timeline_add(incident_id=incident.pk, user=commander, text='=HYPERLINK("http://x")')
+    timeline_add(incident_id=incident.pk, user=liaison, text="SECRET-TIMELINE", marking=Marking.RED)
+    action_create(incident_id=incident.pk, user=commander, title="@SUM(A1)", owner_agency=police)
     return incident
 
 
@@ -139,7 +135,7 @@ def test_csv_exports_hold_the_visible_rows_with_markings_and_no_formulas(record,
     )
     rows = list(csv.DictReader(io.StringIO(b"".join(timeline.streaming_content).decode())))
     texts = [row["text"] for row in rows]
-    assert "'=HYPERLINK(\"http://x\")" in texts
+    assert '\'=HYPERLINK("http://x")' in texts
     assert not any("SECRET" in text for text in texts)
 
     actions = client.get(reverse("pages:incident-export-csv", args=[record.pk, "actions"]))

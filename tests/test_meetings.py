@@ -47,7 +47,10 @@ def test_a_meeting_is_scheduled_started_and_closed_with_an_event_for_each(
     assert meeting.status == MeetingStatus.SCHEDULED
     assert meeting.marking == Marking.AMBER
     assert [i.title for i in meeting.agenda_items.all()] == ["Situation", "Strategy"]
-    assert {a.agency_id for a in meeting.attendees.all()} == {commander.agency_id, liaison.agency_id}
+    assert {a.agency_id for a in meeting.attendees.all()} == {
+        commander.agency_id,
+        liaison.agency_id,
+    }
     meeting_transition(meeting_id=meeting.pk, user=commander, to=MeetingStatus.IN_PROGRESS)
     meeting_transition(meeting_id=meeting.pk, user=liaison, to=MeetingStatus.CLOSED)
     meeting.refresh_from_db()
@@ -222,9 +225,7 @@ def test_the_decision_chain_verifies_with_and_without_meetings(incident, command
 
 def test_meetings_follow_need_to_know(incident, commander, liaison, outsider, observer):
     red = schedule(incident, liaison, title="Covert options", marking=Marking.RED)
-    strict = schedule(
-        incident, liaison, title="Fire only", marking=Marking.AMBER_STRICT
-    )
+    strict = schedule(incident, liaison, title="Fire only", marking=Marking.AMBER_STRICT)
     amber = schedule(incident, liaison, title="Open SCG")
     assert set(Meeting.objects.visible_to(liaison)) == {red, strict, amber}
     assert set(Meeting.objects.visible_to(commander)) == {amber}
@@ -232,9 +233,7 @@ def test_meetings_follow_need_to_know(incident, commander, liaison, outsider, ob
 
     # A meeting one may not read cannot be linked: it looks like one that does not exist.
     with pytest.raises(ValidationError) as refused:
-        decision_record(
-            incident_id=incident.pk, author=commander, meeting=red, **decision_fields()
-        )
+        decision_record(incident_id=incident.pk, author=commander, meeting=red, **decision_fields())
     assert "meeting" in refused.value.message_dict
 
     client = signed_in_client(observer)
@@ -242,7 +241,9 @@ def test_meetings_follow_need_to_know(incident, commander, liaison, outsider, ob
     assert listing.status_code == 200
     assert b"Open SCG" in listing.content
     assert b"Covert options" not in listing.content and b"Fire only" not in listing.content
-    assert client.get(reverse("pages:incident-meeting", args=[incident.pk, red.pk])).status_code == 404
+    assert (
+        client.get(reverse("pages:incident-meeting", args=[incident.pk, red.pk])).status_code == 404
+    )
     page = client.get(reverse("pages:incident-meeting", args=[incident.pk, amber.pk]))
     assert page.status_code == 200 and b"Open SCG" in page.content
     dashboard = client.get(reverse("pages:incident-dashboard", args=[incident.pk]))

@@ -6,75 +6,237 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('coordination', '0005_recipient_lists_and_marking_changes'),
-        ('incidents', '0002_recipient_lists'),
+        ("coordination", "0005_recipient_lists_and_marking_changes"),
+        ("incidents", "0002_recipient_lists"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Meeting',
+            name="Meeting",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('title', models.CharField(max_length=200)),
-                ('scheduled_at', models.DateTimeField(help_text='When the meeting sits (UTC).')),
-                ('location', models.CharField(blank=True, help_text='The room, if co-located.', max_length=200)),
-                ('virtual_link', models.URLField(blank=True, help_text='The call, if virtual.', max_length=500)),
-                ('status', models.CharField(choices=[('scheduled', 'Scheduled'), ('in_progress', 'In progress'), ('closed', 'Closed')], default='scheduled', max_length=16)),
-                ('minutes', models.TextField(blank=True, help_text='Minutes of the meeting as a whole.')),
-                ('marking', models.CharField(choices=[('CLEAR', 'TLP:CLEAR'), ('GREEN', 'TLP:GREEN'), ('AMBER', 'TLP:AMBER'), ('AMBER+STRICT', 'TLP:AMBER+STRICT'), ('RED', 'TLP:RED')], default='AMBER', max_length=16)),
-                ('created_at', models.DateTimeField()),
-                ('updated_at', models.DateTimeField()),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('closed_at', models.DateTimeField(blank=True, null=True)),
-                ('chair', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='chaired_meetings', to=settings.AUTH_USER_MODEL)),
-                ('created_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('incident', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='meetings', to='incidents.incident')),
-                ('recipient_agencies', models.ManyToManyField(blank=True, help_text='AMBER+STRICT: the agencies named.', related_name='+', to='coordination.agency')),
-                ('recipient_people', models.ManyToManyField(blank=True, help_text='RED: the people named.', related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("title", models.CharField(max_length=200)),
+                ("scheduled_at", models.DateTimeField(help_text="When the meeting sits (UTC).")),
+                (
+                    "location",
+                    models.CharField(
+                        blank=True, help_text="The room, if co-located.", max_length=200
+                    ),
+                ),
+                (
+                    "virtual_link",
+                    models.URLField(blank=True, help_text="The call, if virtual.", max_length=500),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("scheduled", "Scheduled"),
+                            ("in_progress", "In progress"),
+                            ("closed", "Closed"),
+                        ],
+                        default="scheduled",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "minutes",
+                    models.TextField(blank=True, help_text="Minutes of the meeting as a whole."),
+                ),
+                (
+                    "marking",
+                    models.CharField(
+                        choices=[
+                            ("CLEAR", "TLP:CLEAR"),
+                            ("GREEN", "TLP:GREEN"),
+                            ("AMBER", "TLP:AMBER"),
+                            ("AMBER+STRICT", "TLP:AMBER+STRICT"),
+                            ("RED", "TLP:RED"),
+                        ],
+                        default="AMBER",
+                        max_length=16,
+                    ),
+                ),
+                ("created_at", models.DateTimeField()),
+                ("updated_at", models.DateTimeField()),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("closed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "chair",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="chaired_meetings",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "incident",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="meetings",
+                        to="incidents.incident",
+                    ),
+                ),
+                (
+                    "recipient_agencies",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="AMBER+STRICT: the agencies named.",
+                        related_name="+",
+                        to="coordination.agency",
+                    ),
+                ),
+                (
+                    "recipient_people",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="RED: the people named.",
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['incident', 'scheduled_at', 'id'],
+                "ordering": ["incident", "scheduled_at", "id"],
             },
         ),
         migrations.AddField(
-            model_name='action',
-            name='meeting',
-            field=models.ForeignKey(blank=True, help_text='The meeting of the strategic cell in which the action was agreed.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='actions', to='coordination.meeting'),
+            model_name="action",
+            name="meeting",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The meeting of the strategic cell in which the action was agreed.",
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="actions",
+                to="coordination.meeting",
+            ),
         ),
         migrations.AddField(
-            model_name='decision',
-            name='meeting',
-            field=models.ForeignKey(blank=True, help_text='The meeting of the strategic cell in which the decision was taken.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='decisions', to='coordination.meeting'),
+            model_name="decision",
+            name="meeting",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The meeting of the strategic cell in which the decision was taken.",
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="decisions",
+                to="coordination.meeting",
+            ),
         ),
         migrations.CreateModel(
-            name='AgendaItem',
+            name="AgendaItem",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveIntegerField(help_text='Order on the agenda, from 1.')),
-                ('title', models.CharField(max_length=200)),
-                ('notes', models.TextField(blank=True, help_text='What the item is about, before the meeting.')),
-                ('minutes', models.TextField(blank=True, help_text='What was said and agreed on the item.')),
-                ('meeting', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='agenda_items', to='coordination.meeting')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("position", models.PositiveIntegerField(help_text="Order on the agenda, from 1.")),
+                ("title", models.CharField(max_length=200)),
+                (
+                    "notes",
+                    models.TextField(
+                        blank=True, help_text="What the item is about, before the meeting."
+                    ),
+                ),
+                (
+                    "minutes",
+                    models.TextField(blank=True, help_text="What was said and agreed on the item."),
+                ),
+                (
+                    "meeting",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="agenda_items",
+                        to="coordination.meeting",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['meeting', 'position'],
-                'constraints': [models.UniqueConstraint(fields=('meeting', 'position'), name='agenda_item_unique_position')],
+                "ordering": ["meeting", "position"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("meeting", "position"), name="agenda_item_unique_position"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='MeetingAttendee',
+            name="MeetingAttendee",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('attendance', models.CharField(choices=[('expected', 'Expected'), ('present', 'Present'), ('apologies', 'Apologies')], default='expected', max_length=16)),
-                ('agency', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='coordination.agency')),
-                ('meeting', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='attendees', to='coordination.meeting')),
-                ('person', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "attendance",
+                    models.CharField(
+                        choices=[
+                            ("expected", "Expected"),
+                            ("present", "Present"),
+                            ("apologies", "Apologies"),
+                        ],
+                        default="expected",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "agency",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="coordination.agency",
+                    ),
+                ),
+                (
+                    "meeting",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="attendees",
+                        to="coordination.meeting",
+                    ),
+                ),
+                (
+                    "person",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['meeting', 'agency__short_name', 'person__last_name', 'person__username'],
-                'constraints': [models.UniqueConstraint(fields=('meeting', 'person'), name='meeting_attendee_once')],
+                "ordering": [
+                    "meeting",
+                    "agency__short_name",
+                    "person__last_name",
+                    "person__username",
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("meeting", "person"), name="meeting_attendee_once"
+                    )
+                ],
             },
         ),
     ]
