@@ -3,7 +3,6 @@
 from django.contrib.auth import authenticate
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
-    OpenApiParameter,
     OpenApiResponse,
     extend_schema,
     inline_serializer,
@@ -434,54 +433,57 @@ class MeetingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IncidentS
         return self._answer(meeting.pk)
 
 
-class IncidentExportView(views.APIView):
-    """Base of the exports of an incident's record: the incident through the access rule first
-    (404 for a non-participant), then the capability."""
+@extend_schema(parameters=[INCIDENT_PATH_PARAMETER])
+class IncidentExportViewSet(IncidentScopedViewSet):
+    """The incident's record for debrief and inquiry, as the caller may read it (audited).
 
-    required_capabilities = {"get": Capability.VIEW}
+    The incident is looked up through the access rule first, so a non-participant gets 404.
+    """
 
-    def incident(self, request, incident_pk: int) -> Incident:
-        return get_object_or_404(
-            Incident.objects.visible_to(request.user).select_related("city", "lead_agency"),
-            pk=incident_pk,
-        )
-
-    def check_permissions(self, request) -> None:
-        if request.user.is_authenticated:
-            self.incident(request, self.kwargs["incident_pk"])
-        super().check_permissions(request)
-
-
-class IncidentPdfExportView(IncidentExportView):
-    """The incident's joint decision log, timeline and actions as a PDF document for debrief and
-    inquiry: what the caller may read, with the number of entries withheld, the chain
-    verification and its final hash. Audited."""
+    model = Decision  # the items themselves are gathered by ``coordination.exports``
+    required_capabilities = {
+        "export_pdf": Capability.VIEW,
+        "export_decisions": Capability.VIEW,
+        "export_timeline": Capability.VIEW,
+        "export_actions": Capability.VIEW,
+    }
 
     @extend_schema(
-        parameters=[INCIDENT_PATH_PARAMETER],
+        operation_id="incidents_export_pdf",
         responses={(200, "application/pdf"): OpenApiTypes.BINARY},
     )
-    def get(self, request, incident_pk: int):
-        incident = self.incident(request, incident_pk)
-        return pdf_response(incident, request)
+    def export_pdf(self, request, incident_pk=None):
+        """The joint decision log, timeline and actions as a PDF document: what the caller may
+        read, how many entries were withheld from them, the chain verification and its final
+        hash, a TLP banner on every page."""
+        return pdf_response(self._incident_for_export(), request)
 
-
-class IncidentCsvExportView(IncidentExportView):
-    """One part of the incident's record (``decisions``, ``timeline`` or ``actions``) as CSV,
-    streamed, times in UTC, with a marking column. Audited."""
+    def _incident_for_export(self) -> Incident:
+        return get_object_or_404(
+            Incident.objects.visible_to(self.request.user).select_related("city", "lead_agency"),
+            pk=self.kwargs["incident_pk"],
+        )
 
     @extend_schema(
-        parameters=[
-            INCIDENT_PATH_PARAMETER,
-            OpenApiParameter(
-                "kind",
-                OpenApiTypes.STR,
-                OpenApiParameter.PATH,
-                enum=["decisions", "timeline", "actions"],
-            ),
-        ],
+        operation_id="incidents_export_decisions_csv",
         responses={(200, "text/csv"): OpenApiTypes.STR},
     )
-    def get(self, request, incident_pk: int, kind: str):
-        incident = self.incident(request, incident_pk)
-        return csv_response(incident, request, kind)
+    def export_decisions(self, request, incident_pk=None):
+        """The decision log as CSV (UTC times, a marking column), streamed."""
+        return csv_response(self._incident_for_export(), request, "decisions")
+
+    @extend_schema(
+        operation_id="incidents_export_timeline_csv",
+        responses={(200, "text/csv"): OpenApiTypes.STR},
+    )
+    def export_timeline(self, request, incident_pk=None):
+        """The timeline as CSV (UTC times, a marking column), streamed."""
+        return csv_response(self._incident_for_export(), request, "timeline")
+
+    @extend_schema(
+        operation_id="incidents_export_actions_csv",
+        responses={(200, "text/csv"): OpenApiTypes.STR},
+    )
+    def export_actions(self, request, incident_pk=None):
+        """The actions as CSV (UTC times, a marking column), streamed."""
+        return csv_response(self._incident_for_export(), request, "actions")

@@ -1,7 +1,11 @@
 """Pages (session) that hand out an incident's record for debrief and inquiry: the PDF document
 and the CSV files. The API serves the same answers (``coordination.api``)."""
 
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
 from django.contrib.auth.decorators import login_required
+from django.core.handlers.asgi import ASGIRequest
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
@@ -27,11 +31,26 @@ def pdf_response(incident: Incident, request) -> HttpResponse:
     return response
 
 
+def _for_server(lines: Iterator[str], request: Any) -> Iterator[str] | AsyncIterator[str]:
+    """Under ASGI a synchronous iterator would be read whole before sending: hand it over as an
+    asynchronous one. The rows are already read from the database, so no query runs in it."""
+    if not isinstance(getattr(request, "_request", request), ASGIRequest):
+        return lines
+
+    async def stream() -> AsyncIterator[str]:
+        for line in lines:
+            yield line
+
+    return stream()
+
+
 def csv_response(incident: Incident, request, kind: str) -> StreamingHttpResponse:
     if kind not in KINDS:
         raise Http404("No such export.")
     lines = export_csv(incident=incident, reader=request.user, kind=kind, request=request)
-    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
+    response = StreamingHttpResponse(
+        _for_server(lines, request), content_type="text/csv; charset=utf-8"
+    )
     name = _filename(incident, kind, "csv")
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     response["Cache-Control"] = "no-store"

@@ -68,6 +68,7 @@ class DecisionForm(forms.Form):
                 "marking",
                 "recipient_agencies",
                 "recipient_people",
+                "meeting",
             ],
         ),
     ]

@@ -300,6 +300,8 @@ SPECTACULAR_SETTINGS = {
         "AgencyTypeEnum": "coordination.models.AgencyType",
         "StanceEnum": "coordination.models.Stance",
         "ActivationStatusEnum": "comms.models.ActivationStatus",
+        "MeetingStatusEnum": "coordination.models.MeetingStatus",
+        "AttendanceEnum": "coordination.models.Attendance",
     },
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
 }

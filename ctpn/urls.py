@@ -21,8 +21,7 @@ from coordination.api import (
     ActionViewSet,
     AgencyViewSet,
     DecisionViewSet,
-    IncidentCsvExportView,
-    IncidentPdfExportView,
+    IncidentExportViewSet,
     MeetingViewSet,
     MeView,
     TokenView,
@@ -64,13 +63,16 @@ api_v1 = [
     *comms_api,
     path(
         "incidents/<int:incident_pk>/export/log.pdf",
-        IncidentPdfExportView.as_view(),
+        IncidentExportViewSet.as_view({"get": "export_pdf"}),
         name="incident-export-pdf",
     ),
-    path(
-        "incidents/<int:incident_pk>/export/<slug:kind>.csv",
-        IncidentCsvExportView.as_view(),
-        name="incident-export-csv",
+    *(
+        path(
+            f"incidents/<int:incident_pk>/export/{kind}.csv",
+            IncidentExportViewSet.as_view({"get": f"export_{kind}"}),
+            name=f"incident-export-{kind}",
+        )
+        for kind in ("decisions", "timeline", "actions")
     ),
 ]
 

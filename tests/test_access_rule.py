@@ -4,13 +4,17 @@ The incident-scoped URLs are read from ``ctpn.urls``, so an endpoint added later
 without anybody remembering to list it.
 """
 
+from datetime import timedelta
+
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 from rest_framework import viewsets
 from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory, force_authenticate
 from rest_framework.views import APIView
 
+from coordination.meetings import meeting_schedule
 from coordination.models import Action, Decision
 from coordination.roles import Capability, Role
 from coordination.services import action_create, decision_record
@@ -106,6 +110,12 @@ def populated_incident(incident, commander, liaison, fire):
     methane_submit(incident_id=incident.pk, user=liaison, **methane_fields())
     action_create(incident_id=incident.pk, user=liaison, title="Cordon", owner_agency=fire)
     timeline_add(incident_id=incident.pk, user=liaison, text="Shots fired")
+    meeting_schedule(
+        incident_id=incident.pk,
+        user=liaison,
+        title="Strategic coordinating group",
+        scheduled_at=timezone.now() + timedelta(hours=1),
+    )
     return incident
 
 

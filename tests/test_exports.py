@@ -4,12 +4,16 @@ verification, and are audited."""
 
 import csv
 import io
+from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.urls import reverse
+from django.utils import timezone
 from pypdf import PdfReader
 
 from coordination.markings import Marking
+from coordination.meetings import meeting_schedule
 from coordination.models import AuditEntry
 from coordination.roles import Role
 from coordination.services import action_create, decision_record, decision_supersede
@@ -130,9 +134,7 @@ def test_csv_exports_hold_the_visible_rows_with_markings_and_no_formulas(record,
     assert rows[0]["superseded_by"] == "D-0002"
     assert "SECRET" not in body
 
-    timeline = client.get(
-        reverse("incident-export-csv", kwargs={"incident_pk": record.pk, "kind": "timeline"})
-    )
+    timeline = client.get(reverse("incident-export-timeline", kwargs={"incident_pk": record.pk}))
     rows = list(csv.DictReader(io.StringIO(b"".join(timeline.streaming_content).decode())))
     texts = [row["text"] for row in rows]
     assert '\'=HYPERLINK("http://x")' in texts
@@ -170,14 +172,56 @@ def test_non_participants_get_404(record, outsider, city):
         reverse("pages:incident-export-pdf", args=[record.pk]),
         reverse("pages:incident-export-csv", args=[record.pk, "decisions"]),
         reverse("incident-export-pdf", kwargs={"incident_pk": record.pk}),
-        reverse("incident-export-csv", kwargs={"incident_pk": record.pk, "kind": "actions"}),
+        reverse("incident-export-actions", kwargs={"incident_pk": record.pk}),
     ):
         assert client.get(url).status_code == 404, url
     assert not AuditEntry.objects.filter(action="export", user=outsider).exists()
     observer = UserFactory(agency=record.lead_agency, roles=[Role.OBSERVER])
     assert (
         signed_in_client(observer)
-        .get(reverse("incident-export-csv", kwargs={"incident_pk": record.pk, "kind": "actions"}))
+        .get(reverse("incident-export-actions", kwargs={"incident_pk": record.pk}))
         .status_code
         == 200
     )
+
+
+def test_a_tampered_log_is_exported_as_broken_where_it_breaks(incident, commander):
+    entries = [
+        decision_record(incident_id=incident.pk, author=commander, **decision_fields(decision=t))
+        for t in ("One", "Two", "Three")
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute("ALTER TABLE coordination_decision DISABLE TRIGGER USER")
+        cursor.execute(
+            "UPDATE coordination_decision SET decision = 'Rewritten' WHERE id = %s", [entries[1].pk]
+        )
+        cursor.execute("ALTER TABLE coordination_decision ENABLE TRIGGER USER")
+    response = signed_in_client(commander).get(
+        reverse("pages:incident-export-pdf", args=[incident.pk])
+    )
+    text = pdf_text(response.content)
+    assert "BROKEN at entry D-0002" in text
+    assert "INTACT" not in text
+    # The last hash that verified: that of the entry before the break.
+    assert entries[0].entry_hash in text.replace(" ", "")
+
+
+def test_decisions_name_the_meeting_they_were_taken_in(incident, commander):
+    meeting = meeting_schedule(
+        incident_id=incident.pk,
+        user=commander,
+        title="SCG-MEETING-ONE",
+        scheduled_at=timezone.now() + timedelta(hours=1),
+    )
+    decision_record(incident_id=incident.pk, author=commander, meeting=meeting, **decision_fields())
+    client = signed_in_client(commander)
+    text = pdf_text(client.get(reverse("pages:incident-export-pdf", args=[incident.pk])).content)
+    assert "SCG-MEETING-ONE" in text
+    body = b"".join(
+        client.get(
+            reverse("pages:incident-export-csv", args=[incident.pk, "decisions"])
+        ).streaming_content
+    ).decode()
+    rows = list(csv.DictReader(io.StringIO(body)))
+    assert [row["meeting"] for row in rows] == ["SCG-MEETING-ONE"]

@@ -298,3 +298,53 @@ def test_the_pages_schedule_and_minute_a_meeting(incident, commander, liaison):
     meeting.refresh_from_db()
     assert meeting.minutes == "All agreed."
     assert client.post(new, {"title": ""}).status_code == 400
+
+
+def test_the_decision_and_action_forms_offer_the_incident_meetings(incident, commander, police):
+    meeting = schedule(incident, commander, title="SCG 3")
+    client = signed_in_client(commander)
+    page = client.get(
+        reverse("pages:incident-decision-new", args=[incident.pk]) + f"?meeting={meeting.pk}"
+    )
+    assert page.status_code == 200
+    assert f'<option value="{meeting.pk}" selected>SCG 3</option>' in page.content.decode()
+    local = timezone.localtime(timezone.now(), incident.city.zone).strftime("%Y-%m-%dT%H:%M")
+    fields = decision_fields()
+    form = {
+        name: fields[name]
+        for name in (
+            "information",
+            "threat_assessment",
+            "working_strategy",
+            "powers_policies",
+            "decision",
+            "rationale",
+        )
+    }
+    form.update(
+        {
+            "decided_at": local,
+            "option_1": "Evacuate",
+            "option_1_chosen": "on",
+            "option_1_reason": "Saves life",
+            "marking": Marking.AMBER,
+            "meeting": meeting.pk,
+        }
+    )
+    response = client.post(reverse("pages:incident-decision-new", args=[incident.pk]), form)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert Decision.objects.get(incident=incident).meeting == meeting
+
+    response = client.post(
+        reverse("pages:incident-action-new", args=[incident.pk]),
+        {
+            "title": "Brief the media",
+            "owner_agency": police.pk,
+            "marking": "AMBER",
+            "meeting": meeting.pk,
+        },
+    )
+    assert response.status_code == 302
+    assert meeting.actions.get().title == "Brief the media"
+    page = client.get(reverse("pages:incident-meeting", args=[incident.pk, meeting.pk]))
+    assert b"Brief the media" in page.content and b"D-0001" in page.content

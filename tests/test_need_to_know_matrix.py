@@ -239,8 +239,10 @@ RULES: dict[str, Rule] = {
     # it back. The CSV files are searched here.
     "incident-export-pdf": Rule("incident"),
     "pages:incident-export-pdf": Rule("incident"),
-    "incident-export-csv": Rule("export"),
-    "pages:incident-export-csv": Rule("export"),
+    "incident-export-decisions": Rule("incident", shows="decision"),
+    "incident-export-timeline": Rule("incident", shows="timeline"),
+    "incident-export-actions": Rule("incident", shows="action"),
+    "pages:incident-export-csv": Rule("export", shows="decision"),
 }
 for _name in [
     "agency-detail",
@@ -360,9 +362,8 @@ def requests_for(name: str, rule: Rule, world: World) -> list[tuple[str, str, st
             key = "pk"
         urls = [(reverse(name, kwargs={key: incident}), "")]
     elif rule.scope == "export":
-        key = "incident_id" if name.startswith("pages:") else "incident_pk"
         urls = [
-            (reverse(name, kwargs={key: incident, "kind": kind}), kind)
+            (reverse(name, kwargs={"incident_id": incident, "kind": kind}), kind)
             for kind in ("decisions", "timeline", "actions")
         ]
     elif rule.scope == "panel":
