@@ -24,6 +24,7 @@ from incidents.models import Incident
 from .export_views import csv_response, pdf_response
 from .meetings import (
     meeting_attendance_record,
+    meeting_marking_change,
     meeting_schedule,
     meeting_transition,
     meeting_update,
@@ -367,6 +368,7 @@ class MeetingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IncidentS
         "partial_update": Capability.LOG_WRITE,
         "transition": Capability.LOG_WRITE,
         "attendance": Capability.LOG_WRITE,
+        "marking": Capability.LOG_WRITE,
     }
 
     def item_queryset(self, queryset):
@@ -430,6 +432,15 @@ class MeetingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IncidentS
             user=request.user,
             attendance={row["attendee"]: row["attendance"] for row in data["attendance"]},
         )
+        return self._answer(meeting.pk)
+
+    @extend_schema(request=MarkingChangeSerializer, responses={200: MeetingDetailSerializer})
+    @action(detail=True, methods=["post"])
+    def marking(self, request, incident_pk=None, pk=None):
+        """Raise or lower the meeting's marking (the agency that scheduled it; audited)."""
+        meeting = self.get_object()
+        data = validated(MarkingChangeSerializer, request)
+        meeting_marking_change(meeting_id=meeting.pk, user=request.user, **data)
         return self._answer(meeting.pk)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Case, Prefetch, QuerySet, When
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -320,11 +320,17 @@ def meeting_transition_view(
 
 
 def meetings_panel(request: HttpRequest, incident: Incident) -> dict[str, Any]:
-    """The dashboard's meetings panel: the next meeting not yet closed, with its agenda."""
-    meetings = incident_meetings(request, incident)
-    upcoming = meetings.exclude(status=MeetingStatus.CLOSED)
-    # A meeting in progress comes before any still to start.
-    next_meeting = upcoming.filter(status=MeetingStatus.IN_PROGRESS).first() or upcoming.first()
+    """The dashboard's meetings panel: the next meeting not yet closed, with its agenda.
+
+    One query (and its prefetches when there is a meeting): the dashboard's cost stays flat.
+    """
+    in_progress_first = Case(When(status=MeetingStatus.IN_PROGRESS, then=0), default=1)
+    next_meeting = (
+        incident_meetings(request, incident)
+        .exclude(status=MeetingStatus.CLOSED)
+        .order_by(in_progress_first, "scheduled_at", "pk")
+        .first()
+    )
     if next_meeting is not None:
         markings_shown(request, [next_meeting])
-    return {"next_meeting": next_meeting, "meeting_count": meetings.count()}
+    return {"next_meeting": next_meeting}

@@ -3,7 +3,8 @@
 A meeting is scheduled, then started, then closed (never back). Its agenda, attendees and minutes
 change until it is closed; from then on the minutes are the record and every change is refused
 (409). Each change appends an incident event (``meeting.scheduled``, ``meeting.started``,
-``meeting.closed``, ``meeting.updated``) so the dashboard's meetings panel follows live.
+``meeting.closed``, ``meeting.updated``, ``meeting.marking_changed``) so the dashboard's meetings
+panel follows live.
 
 Lock order, as everywhere: the incident row, then the meeting row.
 """
@@ -20,7 +21,13 @@ from django.utils import timezone
 from ctpn.errors import Conflict
 from incidents.events import event_append
 from incidents.models import Incident
-from incidents.services import audience_for, incident_lock_for_write, recipients_store
+from incidents.services import (
+    audience_for,
+    incident_lock_for_write,
+    marking_change_record,
+    marking_change_require,
+    recipients_store,
+)
 
 from .markings import DEFAULT_MARKING, marking_validate
 from .models import (
@@ -399,4 +406,58 @@ def meeting_transition(*, meeting_id: int, user: User, to: str) -> Meeting:
         meeting.updated_at = now
         meeting.save()
         _announce(incident, meeting, MEETING_EVENT_KINDS[to], user, previous_status=previous)
+    return meeting
+
+
+def meeting_marking_change(
+    *,
+    meeting_id: int,
+    user: User,
+    marking: str,
+    recipient_agencies: Sequence[Agency] = (),
+    recipient_people: Sequence[User] = (),
+) -> Meeting:
+    """Raise or lower a meeting's marking (the agency that scheduled it; audited).
+
+    Allowed on a closed meeting too: what may be shared of a record changes after the event.
+    The earlier events about the meeting take the new audience, as for every item.
+    """
+    marking_validate(marking)
+    with transaction.atomic():
+        incident_id = (
+            Meeting.objects.visible_to(user)
+            .values_list("incident_id", flat=True)
+            .get(pk=meeting_id)
+        )
+        incident = incident_lock_for_write(
+            incident_id=incident_id, user=user, capability=Capability.LOG_WRITE
+        )
+        meeting = (
+            Meeting.objects.select_for_update().select_related("created_by").get(pk=meeting_id)
+        )
+        author_agency_id = meeting.created_by.agency_id
+        marking_change_require(user, author_agency_id)
+        before = meeting.current_audience()
+        after = audience_for(
+            incident,
+            author=meeting.created_by,
+            author_agency_id=author_agency_id,
+            marking=marking,
+            recipient_agencies=recipient_agencies,
+            recipient_people=recipient_people,
+            also=[user],
+        )
+        meeting.marking = marking
+        meeting.updated_at = timezone.now()
+        meeting.save(update_fields=["marking", "updated_at"])
+        recipients_store(meeting, after)
+        marking_change_record(
+            incident=incident,
+            user=user,
+            item=meeting,
+            kind="meeting.marking_changed",
+            payload=dict(MeetingSerializer(meeting).data),
+            before=before,
+            after=after,
+        )
     return meeting

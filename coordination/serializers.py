@@ -378,7 +378,9 @@ class MeetingAttendeeSerializer(serializers.ModelSerializer):
 
 
 class MeetingSerializer(RecipientsMixin, serializers.ModelSerializer):
-    chair_name = serializers.CharField(source="chair.__str__", default=None, read_only=True)
+    chair_name = serializers.SerializerMethodField()
+    # Empty when the meeting is not virtual, so not documented as a URI.
+    virtual_link = serializers.CharField(read_only=True, help_text="The call, if virtual.")
     agenda = AgendaItemSerializer(source="agenda_items", many=True, read_only=True)
     attendees = MeetingAttendeeSerializer(many=True, read_only=True)
     allowed_transitions = serializers.ListField(child=serializers.CharField(), read_only=True)
@@ -409,6 +411,9 @@ class MeetingSerializer(RecipientsMixin, serializers.ModelSerializer):
             "closed_at",
         ]
         read_only_fields = fields
+
+    def get_chair_name(self, meeting: Meeting) -> str | None:
+        return str(meeting.chair) if meeting.chair_id else None
 
 
 class MeetingDetailSerializer(MeetingSerializer):

@@ -1,7 +1,7 @@
 """URL map: admin, the REST API under /api/v1/, and its schema and docs."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
@@ -61,14 +61,15 @@ api_v1 = [
     path("me/", MeView.as_view(), name="api-me"),
     *router.urls,
     *comms_api,
-    path(
-        "incidents/<int:incident_pk>/export/log.pdf",
+    # Written like the router's routes, so the schema and the route agree on the parameter.
+    re_path(
+        rf"^{incident}/export/log\.pdf$",
         IncidentExportViewSet.as_view({"get": "export_pdf"}),
         name="incident-export-pdf",
     ),
     *(
-        path(
-            f"incidents/<int:incident_pk>/export/{kind}.csv",
+        re_path(
+            rf"^{incident}/export/{kind}\.csv$",
             IncidentExportViewSet.as_view({"get": f"export_{kind}"}),
             name=f"incident-export-{kind}",
         )

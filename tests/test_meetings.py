@@ -4,7 +4,7 @@ decisions and actions linked to the meeting in which they were taken, need to kn
 from datetime import timedelta
 
 import pytest
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
@@ -348,3 +348,48 @@ def test_the_decision_and_action_forms_offer_the_incident_meetings(incident, com
     assert meeting.actions.get().title == "Brief the media"
     page = client.get(reverse("pages:incident-meeting", args=[incident.pk, meeting.pk]))
     assert b"Brief the media" in page.content and b"D-0001" in page.content
+
+
+def test_the_scheduling_agency_raises_a_meeting_marking_and_it_is_audited(
+    incident, commander, liaison, police
+):
+    from coordination.meetings import meeting_marking_change
+    from coordination.models import AuditEntry
+
+    meeting = schedule(incident, commander, title="Sensitive SCG")
+    assert meeting in Meeting.objects.visible_to(liaison)
+    with pytest.raises(PermissionDenied):
+        meeting_marking_change(meeting_id=meeting.pk, user=liaison, marking=Marking.RED)
+    api = signed_in_client(commander)
+    url = reverse("incident-meeting-marking", kwargs={"incident_pk": incident.pk, "pk": meeting.pk})
+    response = api.post(
+        url,
+        {"marking": "AMBER+STRICT", "recipient_agencies": [police.pk]},
+        content_type="application/json",
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["marking"] == "AMBER+STRICT"
+    assert meeting not in Meeting.objects.visible_to(liaison)
+    assert AuditEntry.objects.filter(
+        action="marking.changed", user=commander, target_id=str(meeting.pk)
+    ).exists()
+    # The events that announced it are hidden from the fire service now too.
+    readable = IncidentEvent.objects.visible_to(liaison).filter(subject_type="meeting")
+    assert not readable.exists()
+
+
+def test_the_api_shape_of_a_meeting_without_chair_or_link(incident, commander):
+    meeting = schedule(incident, commander, virtual_link="", location="")
+    data = (
+        signed_in_client(commander)
+        .get(
+            reverse(
+                "incident-meeting-detail", kwargs={"incident_pk": incident.pk, "pk": meeting.pk}
+            )
+        )
+        .json()
+    )
+    assert data["chair"] is None and data["chair_name"] is None
+    assert data["virtual_link"] == ""
+    assert [item["title"] for item in data["agenda"]] == ["Situation", "Strategy"]
+    assert data["allowed_transitions"] == ["in_progress"]

@@ -228,6 +228,7 @@ RULES: dict[str, Rule] = {
     "incident-meeting-detail": Rule("item:meeting", ("get", "patch"), shows="meeting"),
     "incident-meeting-transition": Rule("item:meeting", ("post",)),
     "incident-meeting-attendance": Rule("item:meeting", ("post",)),
+    "incident-meeting-marking": Rule("item:meeting", ("post",)),
     "pages:incident-meetings": Rule("incident", shows="meeting"),
     "pages:incident-meeting-new": Rule("incident"),
     "pages:incident-meeting": Rule("item:meeting", shows="meeting"),
