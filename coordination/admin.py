@@ -12,6 +12,7 @@ from django.db import transaction
 from .models import (
     Action,
     Agency,
+    AgendaItem,
     AuditEntry,
     City,
     Debrief,
@@ -19,6 +20,8 @@ from .models import (
     DecisionPosition,
     Lesson,
     LessonTransition,
+    Meeting,
+    MeetingAttendee,
     Observation,
     RoleAssignment,
     User,
@@ -224,3 +227,25 @@ class LessonTransitionAdmin(ReadOnlyAdmin):
     def get_queryset(self, request):
         lessons = Lesson.objects.visible_to(request.user).values("pk")
         return super().get_queryset(request).filter(lesson__in=lessons)
+
+
+class AgendaItemInline(ReadOnlyInline):
+    model = AgendaItem
+    fields = ["position", "title", "notes", "minutes"]
+
+
+class MeetingAttendeeInline(ReadOnlyInline):
+    model = MeetingAttendee
+    fields = ["person", "agency", "attendance"]
+
+
+@admin.register(Meeting)
+class MeetingAdmin(NeedToKnowAdmin):
+    """Meetings with their agenda and attendees (agenda items and attendees are shown only here,
+    inside a meeting the reader may read)."""
+
+    list_display = ["title", "incident", "scheduled_at", "status", "chair", "marking"]
+    list_filter = ["status", "marking"]
+    list_select_related = ["incident", "chair"]
+    search_fields = ["title", "incident__reference"]
+    inlines = [AgendaItemInline, MeetingAttendeeInline]

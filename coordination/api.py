@@ -31,7 +31,9 @@ from incidents.api import (
     IncidentScopedViewSet,
     restricted_read_audit,
 )
+from incidents.models import Incident
 
+from .export_views import csv_response, pdf_response
 from .lessons import (
     city_today,
     debrief_close,
@@ -45,6 +47,13 @@ from .lessons import (
     lessons_import,
     observation_add,
 )
+from .meetings import (
+    meeting_attendance_record,
+    meeting_marking_change,
+    meeting_schedule,
+    meeting_transition,
+    meeting_update,
+)
 from .mfa import has_authenticator, mfa_required, second_factor_verify
 from .models import (
     LESSON_OPEN_STATUSES,
@@ -56,6 +65,7 @@ from .models import (
     DecisionPosition,
     Lesson,
     LessonStatus,
+    Meeting,
     User,
 )
 from .roles import Capability
@@ -65,6 +75,7 @@ from .serializers import (
     ActionSerializer,
     AgencyCreateSerializer,
     AgencySerializer,
+    AttendanceInputSerializer,
     DebriefInputSerializer,
     DebriefSerializer,
     DecisionInputSerializer,
@@ -79,6 +90,10 @@ from .serializers import (
     LessonSerializer,
     LessonTransitionInputSerializer,
     MarkingChangeSerializer,
+    MeetingDetailSerializer,
+    MeetingInputSerializer,
+    MeetingPatchSerializer,
+    MeetingTransitionSerializer,
     MeSerializer,
     ObservationInputSerializer,
     ObservationSerializer,
@@ -710,3 +725,150 @@ def lesson_counts(lessons) -> dict[str, Any]:
         "by_status": by_status,
         "by_agency": by_agency,
     }
+
+
+@extend_schema(parameters=[INCIDENT_PATH_PARAMETER])
+class MeetingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IncidentScopedViewSet):
+    """Meetings of the incident's strategic cell, soonest first, with agenda, attendees and
+    minutes. Minutes change until the meeting is closed; then every change answers 409."""
+
+    model = Meeting
+    serializer_class = MeetingDetailSerializer
+    filterset_fields = ["status"]
+    required_capabilities = {
+        "list": Capability.VIEW,
+        "retrieve": Capability.VIEW,
+        "create": Capability.LOG_WRITE,
+        "partial_update": Capability.LOG_WRITE,
+        "transition": Capability.LOG_WRITE,
+        "attendance": Capability.LOG_WRITE,
+        "marking": Capability.LOG_WRITE,
+    }
+
+    def item_queryset(self, queryset):
+        return (
+            queryset.select_related("chair")
+            .prefetch_related(
+                "agenda_items",
+                "attendees__person",
+                "attendees__agency",
+                *RECIPIENTS_PREFETCH,
+            )
+            .order_by("scheduled_at", "id")
+        )
+
+    def _answer(self, meeting_id: int, code: int = status.HTTP_200_OK) -> Response:
+        return Response(self.get_serializer(self.get_queryset().get(pk=meeting_id)).data, code)
+
+    @extend_schema(request=MeetingInputSerializer, responses={201: MeetingDetailSerializer})
+    def create(self, request, incident_pk=None):
+        incident = self.get_incident()
+        data = validated(MeetingInputSerializer, request)
+        data["agenda"] = [dict(item) for item in data.get("agenda", [])]
+        data["attendees"] = [(a["person"], a["attendance"]) for a in data.get("attendees", [])]
+        meeting = meeting_schedule(incident_id=incident.pk, user=request.user, **data)
+        return self._answer(meeting.pk, status.HTTP_201_CREATED)
+
+    @extend_schema(request=MeetingPatchSerializer, responses={200: MeetingDetailSerializer})
+    def partial_update(self, request, incident_pk=None, pk=None):
+        """Change the meeting's details, agenda, attendees or minutes (409 once closed)."""
+        meeting = self.get_object()
+        data = validated(MeetingPatchSerializer, request)
+        if not data:
+            raise serializers.ValidationError(
+                {"non_field_errors": ["Give at least one field to change."]}
+            )
+        if "agenda" in data:
+            data["agenda"] = [dict(item) for item in data["agenda"]]
+        if "attendees" in data:
+            data["attendees"] = [(a["person"], a["attendance"]) for a in data["attendees"]]
+        meeting_update(meeting_id=meeting.pk, user=request.user, **data)
+        return self._answer(meeting.pk)
+
+    @extend_schema(request=MeetingTransitionSerializer, responses={200: MeetingDetailSerializer})
+    @action(detail=True, methods=["post"])
+    def transition(self, request, incident_pk=None, pk=None):
+        """Start a scheduled meeting (``in_progress``) or close one in progress (``closed``).
+        Any other move answers 409, saying which the meeting allows."""
+        meeting = self.get_object()
+        data = validated(MeetingTransitionSerializer, request)
+        meeting_transition(meeting_id=meeting.pk, user=request.user, to=data["to"])
+        return self._answer(meeting.pk)
+
+    @extend_schema(request=AttendanceInputSerializer, responses={200: MeetingDetailSerializer})
+    @action(detail=True, methods=["post"])
+    def attendance(self, request, incident_pk=None, pk=None):
+        """Mark invitees present, expected or as having sent apologies (409 once closed)."""
+        meeting = self.get_object()
+        data = validated(AttendanceInputSerializer, request)
+        meeting_attendance_record(
+            meeting_id=meeting.pk,
+            user=request.user,
+            attendance={row["attendee"]: row["attendance"] for row in data["attendance"]},
+        )
+        return self._answer(meeting.pk)
+
+    @extend_schema(request=MarkingChangeSerializer, responses={200: MeetingDetailSerializer})
+    @action(detail=True, methods=["post"])
+    def marking(self, request, incident_pk=None, pk=None):
+        """Raise or lower the meeting's marking (the agency that scheduled it; audited)."""
+        meeting = self.get_object()
+        data = validated(MarkingChangeSerializer, request)
+        meeting_marking_change(meeting_id=meeting.pk, user=request.user, **data)
+        return self._answer(meeting.pk)
+
+
+@extend_schema(parameters=[INCIDENT_PATH_PARAMETER])
+class IncidentExportViewSet(IncidentScopedViewSet):
+    """The incident's record for debrief and inquiry, as the caller may read it (audited).
+
+    The incident is looked up through the access rule first, so a non-participant gets 404.
+    """
+
+    model = Decision  # the items themselves are gathered by ``coordination.exports``
+    required_capabilities = {
+        "export_pdf": Capability.VIEW,
+        "export_decisions": Capability.VIEW,
+        "export_timeline": Capability.VIEW,
+        "export_actions": Capability.VIEW,
+    }
+
+    @extend_schema(
+        operation_id="incidents_export_pdf",
+        responses={(200, "application/pdf"): OpenApiTypes.BINARY},
+    )
+    def export_pdf(self, request, incident_pk=None):
+        """The joint decision log, timeline and actions as a PDF document: what the caller may
+        read, how many entries were withheld from them, the chain verification and its final
+        hash, a TLP banner on every page."""
+        return pdf_response(self._incident_for_export(), request)
+
+    def _incident_for_export(self) -> Incident:
+        return get_object_or_404(
+            Incident.objects.visible_to(self.request.user).select_related("city", "lead_agency"),
+            pk=self.kwargs["incident_pk"],
+        )
+
+    @extend_schema(
+        operation_id="incidents_export_decisions_csv",
+        responses={(200, "text/csv"): OpenApiTypes.STR},
+    )
+    def export_decisions(self, request, incident_pk=None):
+        """The decision log as CSV (UTC times, a marking column), streamed."""
+        return csv_response(self._incident_for_export(), request, "decisions")
+
+    @extend_schema(
+        operation_id="incidents_export_timeline_csv",
+        responses={(200, "text/csv"): OpenApiTypes.STR},
+    )
+    def export_timeline(self, request, incident_pk=None):
+        """The timeline as CSV (UTC times, a marking column), streamed."""
+        return csv_response(self._incident_for_export(), request, "timeline")
+
+    @extend_schema(
+        operation_id="incidents_export_actions_csv",
+        responses={(200, "text/csv"): OpenApiTypes.STR},
+    )
+    def export_actions(self, request, incident_pk=None):
+        """The actions as CSV (UTC times, a marking column), streamed."""
+        return csv_response(self._incident_for_export(), request, "actions")

@@ -68,6 +68,7 @@ class DecisionForm(forms.Form):
                 "marking",
                 "recipient_agencies",
                 "recipient_people",
+                "meeting",
             ],
         ),
     ]
@@ -145,6 +146,7 @@ class DecisionForm(forms.Form):
             "marking": data["marking"],
             "recipient_agencies": list(data.get("recipient_agencies") or []),
             "recipient_people": list(data.get("recipient_people") or []),
+            "meeting": data.get("meeting"),
         }
 
     # The service names some fields differently from the form.

@@ -21,6 +21,7 @@ from .querysets import (
     DebriefQuerySet,
     DecisionQuerySet,
     LessonQuerySet,
+    MeetingQuerySet,
     UserQuerySet,
 )
 from .roles import Role
@@ -202,6 +203,14 @@ class Decision(models.Model):
     )
     prev_hash = models.CharField(max_length=64)
     entry_hash = models.CharField(max_length=64, unique=True)
+    meeting = models.ForeignKey(
+        "coordination.Meeting",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="decisions",
+        help_text="The meeting of the strategic cell in which the decision was taken.",
+    )
 
     objects = DecisionQuerySet.as_manager()
 
@@ -259,6 +268,10 @@ class Decision(models.Model):
             content["recipient_agencies"] = sorted(agencies)
         if people:
             content["recipient_people"] = sorted(people)
+        # Likewise the meeting: entries recorded before meetings existed, or outside one, keep
+        # their hash.
+        if self.meeting_id is not None:
+            content["meeting"] = self.meeting_id
         return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     def compute_hash(
@@ -437,6 +450,14 @@ class Action(models.Model):
     status = models.CharField(max_length=16, choices=ActionStatus.choices, default="open")
     decision = models.ForeignKey(
         Decision, on_delete=models.PROTECT, null=True, blank=True, related_name="actions"
+    )
+    meeting = models.ForeignKey(
+        "coordination.Meeting",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="actions",
+        help_text="The meeting of the strategic cell in which the action was agreed.",
     )
     marking = models.CharField(max_length=16, choices=Marking.choices, default=DEFAULT_MARKING)
     recipient_agencies = models.ManyToManyField(
@@ -798,3 +819,127 @@ class LessonTransition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.lesson_id}: {self.from_status or '-'} -> {self.to_status}"
+
+
+class MeetingStatus(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"
+    IN_PROGRESS = "in_progress", "In progress"
+    CLOSED = "closed", "Closed"
+
+
+# Where a meeting may go from each status; a closed meeting is final (its minutes are frozen).
+MEETING_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    MeetingStatus.SCHEDULED: (MeetingStatus.IN_PROGRESS,),
+    MeetingStatus.IN_PROGRESS: (MeetingStatus.CLOSED,),
+    MeetingStatus.CLOSED: (),
+}
+
+
+class Meeting(models.Model):
+    """A meeting of an incident's strategic coordinating group: when and where it sits, who
+    chairs it, who attends for which agency, its agenda and its minutes.
+
+    Joint decisions and actions record the meeting in which they were taken. Minutes may be
+    written until the meeting is closed; from then on they are the record and are frozen.
+    """
+
+    incident = models.ForeignKey(
+        "incidents.Incident", on_delete=models.PROTECT, related_name="meetings"
+    )
+    title = models.CharField(max_length=200)
+    scheduled_at = models.DateTimeField(help_text="When the meeting sits (UTC).")
+    location = models.CharField(max_length=200, blank=True, help_text="The room, if co-located.")
+    virtual_link = models.URLField(max_length=500, blank=True, help_text="The call, if virtual.")
+    chair = models.ForeignKey(
+        User, on_delete=models.PROTECT, null=True, blank=True, related_name="chaired_meetings"
+    )
+    status = models.CharField(
+        max_length=16, choices=MeetingStatus.choices, default=MeetingStatus.SCHEDULED
+    )
+    minutes = models.TextField(blank=True, help_text="Minutes of the meeting as a whole.")
+    marking = models.CharField(max_length=16, choices=Marking.choices, default=DEFAULT_MARKING)
+    recipient_agencies = models.ManyToManyField(
+        Agency, blank=True, related_name="+", help_text="AMBER+STRICT: the agencies named."
+    )
+    recipient_people = models.ManyToManyField(
+        User, blank=True, related_name="+", help_text="RED: the people named."
+    )
+    created_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = MeetingQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["incident", "scheduled_at", "id"]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def allowed_transitions(self) -> tuple[str, ...]:
+        return MEETING_TRANSITIONS.get(self.status, ())
+
+    @property
+    def is_closed(self) -> bool:
+        return self.status == MeetingStatus.CLOSED
+
+    def current_audience(self) -> Audience:
+        return Audience(
+            marking=self.marking,
+            agencies=tuple(sorted(a.pk for a in self.recipient_agencies.all())),
+            people=tuple(sorted(p.pk for p in self.recipient_people.all())),
+        )
+
+
+class AgendaItem(models.Model):
+    """One item of a meeting's agenda, in order, with the minutes taken against it."""
+
+    meeting = models.ForeignKey(Meeting, on_delete=models.CASCADE, related_name="agenda_items")
+    position = models.PositiveIntegerField(help_text="Order on the agenda, from 1.")
+    title = models.CharField(max_length=200)
+    notes = models.TextField(blank=True, help_text="What the item is about, before the meeting.")
+    minutes = models.TextField(blank=True, help_text="What was said and agreed on the item.")
+
+    class Meta:
+        ordering = ["meeting", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["meeting", "position"], name="agenda_item_unique_position"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.position}. {self.title}"
+
+
+class Attendance(models.TextChoices):
+    EXPECTED = "expected", "Expected"
+    PRESENT = "present", "Present"
+    APOLOGIES = "apologies", "Apologies"
+
+
+class MeetingAttendee(models.Model):
+    """A person invited to a meeting for their agency, and whether they came or sent apologies.
+
+    The agency is kept as it was at the meeting: a person who later moves agency still attended
+    for the one they belonged to then.
+    """
+
+    meeting = models.ForeignKey(Meeting, on_delete=models.CASCADE, related_name="attendees")
+    person = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    agency = models.ForeignKey(Agency, on_delete=models.PROTECT, related_name="+")
+    attendance = models.CharField(
+        max_length=16, choices=Attendance.choices, default=Attendance.EXPECTED
+    )
+
+    class Meta:
+        ordering = ["meeting", "agency__short_name", "person__last_name", "person__username"]
+        constraints = [
+            models.UniqueConstraint(fields=["meeting", "person"], name="meeting_attendee_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.person} ({self.agency}): {self.get_attendance_display()}"

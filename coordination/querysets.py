@@ -66,6 +66,10 @@ class ActionQuerySet(IncidentItemQuerySet):
     pass
 
 
+class MeetingQuerySet(IncidentItemQuerySet):
+    pass
+
+
 class AuditEntryQuerySet(models.QuerySet):
     def visible_to(self, user) -> "AuditEntryQuerySet":
         """The audit log is for administrators: those of a city see their city's entries,

@@ -9,12 +9,17 @@ from .models import (
     ActionStatus,
     Agency,
     AgencyType,
+    AgendaItem,
+    Attendance,
     Debrief,
     Decision,
     DecisionPosition,
     Lesson,
     LessonStatus,
     LessonTransition,
+    Meeting,
+    MeetingAttendee,
+    MeetingStatus,
     Observation,
     ObservationCategory,
     Stance,
@@ -257,6 +262,7 @@ class DecisionSerializer(RecipientsMixin, serializers.ModelSerializer):
             "recipient_people",
             "prev_hash",
             "entry_hash",
+            "meeting",
         ]
         read_only_fields = fields
 
@@ -293,6 +299,12 @@ class DecisionInputSerializer(serializers.Serializer):
         allow_null=True,
         help_text="The entry this one corrects.",
     )
+    meeting = VisibleRelatedField(
+        queryset=Meeting.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="The meeting of the strategic cell in which the decision was taken.",
+    )
 
 
 class ActionSerializer(RecipientsMixin, serializers.ModelSerializer):
@@ -313,6 +325,7 @@ class ActionSerializer(RecipientsMixin, serializers.ModelSerializer):
             "due_at",
             "status",
             "decision",
+            "meeting",
             "marking",
             "recipient_agencies",
             "recipient_people",
@@ -331,6 +344,7 @@ class ActionInputSerializer(serializers.Serializer):
     owner = VisibleRelatedField(queryset=User.objects.all(), required=False, allow_null=True)
     due_at = InstantField(required=False, allow_null=True)
     decision = VisibleRelatedField(queryset=Decision.objects.all(), required=False, allow_null=True)
+    meeting = VisibleRelatedField(queryset=Meeting.objects.all(), required=False, allow_null=True)
     marking = serializers.ChoiceField(choices=Marking.choices, default=DEFAULT_MARKING)
     recipient_agencies, recipient_people = recipient_fields().values()
 
@@ -552,3 +566,149 @@ class LessonAssignSerializer(serializers.Serializer):
     owner = VisibleRelatedField(queryset=User.objects.all(), required=False, allow_null=True)
     due_date = serializers.DateField(required=False, allow_null=True, default=None)
     note = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
+
+    meeting = VisibleRelatedField(queryset=Meeting.objects.all(), required=False, allow_null=True)
+
+
+class AgendaItemSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AgendaItem
+        fields = ["id", "position", "title", "notes", "minutes"]
+        read_only_fields = fields
+
+
+class MeetingAttendeeSerializer(serializers.ModelSerializer):
+    person_name = serializers.CharField(source="person.__str__", read_only=True)
+    agency_name = serializers.CharField(source="agency.short_name", read_only=True)
+
+    class Meta:
+        model = MeetingAttendee
+        fields = ["id", "person", "person_name", "agency", "agency_name", "attendance"]
+        read_only_fields = fields
+
+
+class MeetingSerializer(RecipientsMixin, serializers.ModelSerializer):
+    chair_name = serializers.SerializerMethodField()
+    # Empty when the meeting is not virtual, so not documented as a URI.
+    virtual_link = serializers.CharField(read_only=True, help_text="The call, if virtual.")
+    agenda = AgendaItemSerializer(source="agenda_items", many=True, read_only=True)
+    attendees = MeetingAttendeeSerializer(many=True, read_only=True)
+    allowed_transitions = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = Meeting
+        fields = [
+            "id",
+            "incident",
+            "title",
+            "scheduled_at",
+            "location",
+            "virtual_link",
+            "chair",
+            "chair_name",
+            "status",
+            "allowed_transitions",
+            "agenda",
+            "attendees",
+            "minutes",
+            "marking",
+            "recipient_agencies",
+            "recipient_people",
+            "created_by",
+            "created_at",
+            "updated_at",
+            "started_at",
+            "closed_at",
+        ]
+        read_only_fields = fields
+
+    def get_chair_name(self, meeting: Meeting) -> str | None:
+        return str(meeting.chair) if meeting.chair_id else None
+
+
+class MeetingDetailSerializer(MeetingSerializer):
+    """A meeting with the decisions and actions taken in it that the caller may read."""
+
+    decisions = serializers.SerializerMethodField()
+    actions = serializers.SerializerMethodField()
+
+    class Meta(MeetingSerializer.Meta):
+        fields = [*MeetingSerializer.Meta.fields, "decisions", "actions"]
+        read_only_fields = fields
+
+    def _reader(self):
+        request = self.context.get("request")
+        return getattr(request, "user", None)
+
+    def get_decisions(self, meeting: Meeting) -> list[int]:
+        return list(
+            Decision.objects.visible_to(self._reader())
+            .filter(meeting=meeting)
+            .order_by("sequence")
+            .values_list("pk", flat=True)
+        )
+
+    def get_actions(self, meeting: Meeting) -> list[int]:
+        return list(
+            Action.objects.visible_to(self._reader())
+            .filter(meeting=meeting)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+
+
+class AgendaItemInputSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200)
+    notes = serializers.CharField(required=False, allow_blank=True, default="")
+    # No default: an item given without minutes keeps those already taken against it.
+    minutes = serializers.CharField(required=False, allow_blank=True)
+
+
+class AttendeeInputSerializer(serializers.Serializer):
+    person = VisibleRelatedField(queryset=User.objects.all())
+    attendance = serializers.ChoiceField(choices=Attendance.choices, default=Attendance.EXPECTED)
+
+
+class MeetingInputSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200)
+    scheduled_at = InstantField()
+    location = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    virtual_link = serializers.CharField(
+        max_length=500, required=False, allow_blank=True, default=""
+    )
+    chair = VisibleRelatedField(queryset=User.objects.all(), required=False, allow_null=True)
+    agenda = AgendaItemInputSerializer(many=True, required=False)
+    attendees = AttendeeInputSerializer(many=True, required=False)
+    marking = serializers.ChoiceField(choices=Marking.choices, default=DEFAULT_MARKING)
+    recipient_agencies, recipient_people = recipient_fields().values()
+
+
+class MeetingPatchSerializer(serializers.Serializer):
+    """Changes to a meeting not yet closed. ``agenda`` and ``attendees`` replace the lists."""
+
+    title = serializers.CharField(max_length=200, required=False)
+    scheduled_at = InstantField(required=False)
+    location = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    virtual_link = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    chair = VisibleRelatedField(queryset=User.objects.all(), required=False, allow_null=True)
+    agenda = AgendaItemInputSerializer(many=True, required=False)
+    attendees = AttendeeInputSerializer(many=True, required=False)
+    minutes = serializers.CharField(required=False, allow_blank=True)
+    agenda_minutes = serializers.DictField(
+        child=serializers.CharField(allow_blank=True),
+        required=False,
+        help_text="Minutes per agenda item: item id to text.",
+    )
+
+
+class MeetingTransitionSerializer(serializers.Serializer):
+    to = serializers.ChoiceField(choices=MeetingStatus.choices)
+
+
+class AttendanceRowSerializer(serializers.Serializer):
+    attendee = serializers.IntegerField(help_text="The id of one of the meeting's attendees.")
+    attendance = serializers.ChoiceField(choices=Attendance.choices)
+
+
+class AttendanceInputSerializer(serializers.Serializer):
+    attendance = AttendanceRowSerializer(many=True, allow_empty=False)

@@ -26,6 +26,7 @@ from incidents.services import (
 
 from .audit import audit_record
 from .markings import DEFAULT_MARKING, marking_validate
+from .meetings import meeting_link_check
 from .models import (
     GENESIS_HASH,
     Action,
@@ -36,6 +37,7 @@ from .models import (
     Decision,
     DecisionMarkingChange,
     DecisionPosition,
+    Meeting,
     RoleAssignment,
     Stance,
     User,
@@ -89,8 +91,12 @@ def decision_record(
     recipient_agencies: Sequence[Agency] = (),
     recipient_people: Sequence[User] = (),
     supersedes: Decision | None = None,
+    meeting: Meeting | None = None,
 ) -> Decision:
-    """Append a joint decision to the incident's log, chained to the entry before it."""
+    """Append a joint decision to the incident's log, chained to the entry before it.
+
+    ``meeting``: the meeting of the incident's strategic cell in which it was taken, if any.
+    """
     errors: dict[str, list[str]] = {}
     text_required(
         errors,
@@ -154,6 +160,7 @@ def decision_record(
                     f"{supersedes} is already superseded by {later}; correct {later} instead.",
                     allowed=[str(later.pk)],
                 )
+        meeting_link_check(incident=incident, user=author, meeting=meeting)
         last = incident.decisions.order_by("-sequence").first()
         entry = Decision(
             incident=incident,
@@ -173,6 +180,7 @@ def decision_record(
             author_agency=recording_agency(author),
             supersedes=supersedes,
             marking=marking,
+            meeting=meeting,
             prev_hash=last.entry_hash if last else GENESIS_HASH,
         )
         # The recipient lists are part of the hashed content: who may read an entry is as
@@ -525,6 +533,7 @@ def action_create(
     owner: User | None = None,
     due_at: datetime | None = None,
     decision: Decision | None = None,
+    meeting: Meeting | None = None,
     marking: str = DEFAULT_MARKING,
     recipient_agencies: Sequence[Agency] = (),
     recipient_people: Sequence[User] = (),
@@ -545,6 +554,7 @@ def action_create(
             raise ValidationError({"owner_agency": ["Must be a participating agency."]})
         if decision is not None and decision.incident_id != incident.pk:
             raise ValidationError({"decision": ["That decision belongs to another incident."]})
+        meeting_link_check(incident=incident, user=user, meeting=meeting)
         audience = audience_for(
             incident,
             author=user,
@@ -561,6 +571,7 @@ def action_create(
             owner=owner,
             due_at=due_at,
             decision=decision,
+            meeting=meeting,
             marking=marking,
             created_by=user,
             created_at=now,
@@ -578,7 +589,7 @@ def action_create(
     return action
 
 
-_ACTION_FIELDS = {"status", "title", "description", "owner", "owner_agency", "due_at"}
+_ACTION_FIELDS = {"status", "title", "description", "owner", "owner_agency", "due_at", "meeting"}
 
 
 def action_update(*, action_id: int, user: User, **changes: Any) -> Action:
@@ -610,6 +621,8 @@ def action_update(*, action_id: int, user: User, **changes: Any) -> Action:
             raise ValidationError({"owner_agency": ["Must be a participating agency."]})
         if owner is not None and owner.agency_id != owner_agency.pk:
             raise ValidationError({"owner": ["Must belong to the owner agency."]})
+        if "meeting" in changes:
+            meeting_link_check(incident=incident, user=user, meeting=changes["meeting"])
         previous_status = action.status
         for name, value in changes.items():
             setattr(action, name, value.strip() if isinstance(value, str) else value)

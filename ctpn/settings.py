@@ -310,6 +310,8 @@ SPECTACULAR_SETTINGS = {
         "DebriefStatusEnum": "coordination.models.DebriefStatus",
         "ObservationCategoryEnum": "coordination.models.ObservationCategory",
         "TimelineCategoryEnum": "incidents.models.TimelineCategory",
+        "MeetingStatusEnum": "coordination.models.MeetingStatus",
+        "AttendanceEnum": "coordination.models.Attendance",
     },
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
 }

@@ -1,7 +1,7 @@
 """URL map: admin, the REST API under /api/v1/, and its schema and docs."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
@@ -22,7 +22,9 @@ from coordination.api import (
     AgencyViewSet,
     DebriefViewSet,
     DecisionViewSet,
+    IncidentExportViewSet,
     LessonViewSet,
+    MeetingViewSet,
     MeView,
     TokenView,
     UserViewSet,
@@ -57,12 +59,27 @@ router.register("responder-groups", ResponderGroupViewSet, basename="responder-g
 # lessons
 router.register(f"{incident}/debriefs", DebriefViewSet, basename="incident-debrief")
 router.register("lessons", LessonViewSet, basename="lesson-api")
+router.register(f"{incident}/meetings", MeetingViewSet, basename="incident-meeting")
 
 api_v1 = [
     path("auth/token/", TokenView.as_view(), name="api-token"),
     path("me/", MeView.as_view(), name="api-me"),
     *router.urls,
     *comms_api,
+    # Written like the router's routes, so the schema and the route agree on the parameter.
+    re_path(
+        rf"^{incident}/export/log\.pdf$",
+        IncidentExportViewSet.as_view({"get": "export_pdf"}),
+        name="incident-export-pdf",
+    ),
+    *(
+        re_path(
+            rf"^{incident}/export/{kind}\.csv$",
+            IncidentExportViewSet.as_view({"get": f"export_{kind}"}),
+            name=f"incident-export-{kind}",
+        )
+        for kind in ("decisions", "timeline", "actions")
+    ),
 ]
 
 urlpatterns = [

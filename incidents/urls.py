@@ -5,6 +5,8 @@ The home page (``views.home``, the same list) is routed by ``ctpn.urls``.
 
 from django.urls import path
 
+from coordination import export_views, meeting_views
+
 from . import views
 
 # Namespaced: the API router names its routes incident-list, incident-transition, and so on.
@@ -49,5 +51,50 @@ urlpatterns = [
         "incidents/<int:incident_id>/transition/",
         views.incident_transition_view,
         name="incident-transition",
+    ),
+    path(
+        "incidents/<int:incident_id>/meetings/",
+        meeting_views.meeting_list,
+        name="incident-meetings",
+    ),
+    path(
+        "incidents/<int:incident_id>/meetings/new/",
+        meeting_views.meeting_new,
+        name="incident-meeting-new",
+    ),
+    path(
+        "incidents/<int:incident_id>/meetings/<int:meeting_id>/",
+        meeting_views.meeting_detail,
+        name="incident-meeting",
+    ),
+    path(
+        "incidents/<int:incident_id>/meetings/<int:meeting_id>/edit/",
+        meeting_views.meeting_edit,
+        name="incident-meeting-edit",
+    ),
+    path(
+        "incidents/<int:incident_id>/meetings/<int:meeting_id>/minutes/",
+        meeting_views.meeting_minutes,
+        name="incident-meeting-minutes",
+    ),
+    path(
+        "incidents/<int:incident_id>/meetings/<int:meeting_id>/attendance/",
+        meeting_views.meeting_attendance,
+        name="incident-meeting-attendance",
+    ),
+    path(
+        "incidents/<int:incident_id>/meetings/<int:meeting_id>/transition/",
+        meeting_views.meeting_transition_view,
+        name="incident-meeting-transition",
+    ),
+    path(
+        "incidents/<int:incident_id>/export/log.pdf",
+        export_views.incident_export_pdf,
+        name="incident-export-pdf",
+    ),
+    path(
+        "incidents/<int:incident_id>/export/<slug:kind>.csv",
+        export_views.incident_export_csv,
+        name="incident-export-csv",
     ),
 ]

@@ -320,6 +320,12 @@ def _lessons(request: HttpRequest, incident: Incident, can: Abilities) -> dict[s
     }
 
 
+def _meetings(request: HttpRequest, incident: Incident, can: Abilities) -> dict[str, Any]:
+    from coordination.meeting_views import meetings_panel  # the meetings pages import this module
+
+    return meetings_panel(request, incident)
+
+
 PANELS: dict[str, Callable[[HttpRequest, Incident, Abilities], dict[str, Any]]] = {
     "header": _header,
     "methane": _methane,
@@ -328,6 +334,7 @@ PANELS: dict[str, Callable[[HttpRequest, Incident, Abilities], dict[str, Any]]] 
     "timeline": _timeline,
     "agencies": _agencies,
     "lessons": _lessons,
+    "meetings": _meetings,
 }
 
 
@@ -474,8 +481,9 @@ def decision_create(request: HttpRequest, incident_id: int) -> HttpResponse:
     who = (incident, request.user)
     with timezone.override(incident.city.zone):
         if request.method == "GET":
-            return form_page(request, incident, recipients_add(DecisionForm(), *who), template)
-        form = recipients_add(DecisionForm(request.POST), *who)
+            form = meeting_offer(recipients_add(DecisionForm(), *who), request, incident)
+            return form_page(request, incident, form, template)
+        form = meeting_offer(recipients_add(DecisionForm(request.POST), *who), request, incident)
         return submit(
             request,
             incident,
@@ -594,13 +602,10 @@ def action_new(request: HttpRequest, incident_id: int) -> HttpResponse:
     with timezone.override(incident.city.zone):
         if request.method == "GET":
             initial = {"owner_agency": request.user.agency_id}  # type: ignore[union-attr]
-            return form_page(
-                request,
-                incident,
-                recipients_add(ActionForm(agencies=agencies, initial=initial), *who),
-                template,
-            )
+            form = recipients_add(ActionForm(agencies=agencies, initial=initial), *who)
+            return form_page(request, incident, meeting_offer(form, request, incident), template)
         form = recipients_add(ActionForm(request.POST, agencies=agencies), *who)
+        form = meeting_offer(form, request, incident)
         return submit(
             request,
             incident,
@@ -681,3 +686,16 @@ def incident_transition_view(request: HttpRequest, incident_id: int) -> HttpResp
             context={},
             success=lambda moved: f"{moved.reference} is now {moved.get_status_display()}.",
         )
+
+
+def meeting_offer(form: Any, request: HttpRequest, incident: Incident) -> Any:
+    """Offer the incident's meetings on a decision or action form, preselecting ``?meeting=``."""
+    from coordination.meeting_forms import meeting_choice_add
+    from coordination.models import Meeting
+
+    meetings = (
+        Meeting.objects.visible_to(request.user).filter(incident=incident).order_by("scheduled_at")
+    )
+    wanted = request.GET.get("meeting", "")
+    initial = int(wanted) if wanted.isdigit() else None
+    return meeting_choice_add(form, meetings, initial)

@@ -127,6 +127,14 @@ provision_packages() {
     if [[ ! -x /usr/bin/chromium ]]; then
         missing+=(chromium)
     fi
+    # WeasyPrint (the PDF export) loads Pango and its FreeType backend at run time, and needs a
+    # font to set the document in.
+    if ! ldconfig -p 2>/dev/null | grep -q 'libpangoft2-1.0.so.0'; then
+        missing+=(libpango-1.0-0 libpangoft2-1.0-0)
+    fi
+    if [[ ! -d /usr/share/fonts/truetype/dejavu ]]; then
+        missing+=(fonts-dejavu-core)
+    fi
     ((${#missing[@]})) || return 0
 
     if ! _prov_can_be_root || ! command -v apt-get >/dev/null 2>&1; then

@@ -4,14 +4,18 @@ The incident-scoped URLs are read from ``ctpn.urls``, so an endpoint added later
 without anybody remembering to list it.
 """
 
+from datetime import timedelta
+
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 from rest_framework import viewsets
 from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory, force_authenticate
 from rest_framework.views import APIView
 
 from coordination.lessons import debrief_create, observation_add
+from coordination.meetings import meeting_schedule
 from coordination.models import Action, Decision
 from coordination.roles import Capability, Role
 from coordination.services import action_create, decision_record
@@ -120,6 +124,12 @@ def populated_incident(incident, commander, liaison, fire):
         incident_id=incident.pk, user=commander, title="Hot debrief", held_at=incident.opened_at
     )
     observation_add(debrief_id=debrief.pk, user=liaison, category="other", text="Radios failed")
+    meeting_schedule(
+        incident_id=incident.pk,
+        user=liaison,
+        title="Strategic coordinating group",
+        scheduled_at=timezone.now() + timedelta(hours=1),
+    )
     return incident
 
 

@@ -10,15 +10,18 @@ WebSocket and the replay are exercised the same way.
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
 from comms.consumers import CLOSE_NOT_VISIBLE
 from coordination.lessons import lesson_create
 from coordination.markings import Marking
+from coordination.meetings import meeting_schedule
 from coordination.models import AgencyType
 from coordination.roles import Role
 from coordination.services import action_create, decision_record
@@ -30,11 +33,19 @@ from .factories import AgencyFactory, CityFactory, UserFactory, decision_fields,
 from .live import connect, headers_for
 
 MARKINGS = list(Marking.values)
-KINDS = ("decision", "methane", "timeline", "action", "lesson")
+KINDS = ("decision", "methane", "timeline", "action", "lesson", "meeting")
 # Item routes are requested for these markings only (the open ones behave alike); every other
 # route is requested once per person and searched for the secrets of all markings at once.
 ITEM_ROUTE_MARKINGS = (Marking.GREEN, Marking.AMBER_STRICT, Marking.RED)
-ITEM_MODELS = {"decision", "action", "methanereport", "timelineentry", "incidentevent", "lesson"}
+ITEM_MODELS = {
+    "decision",
+    "action",
+    "methanereport",
+    "timelineentry",
+    "incidentevent",
+    "lesson",
+    "meeting",
+}
 
 
 # --- the people -----------------------------------------------------------------------------------
@@ -136,6 +147,14 @@ def world_add_items(world: World, marking: str, police) -> None:
         text=world.secret("timeline", marking),
         **recipients,
     )
+    world.items["meeting", marking] = meeting_schedule(
+        incident_id=incident_id,
+        user=author,
+        marking=marking,
+        title=world.secret("meeting", marking),
+        scheduled_at=timezone.now() + timedelta(hours=1),
+        **recipients,
+    )
     world.items["action", marking] = action_create(
         incident_id=incident_id,
         user=author,
@@ -165,7 +184,7 @@ class Rule:
     names the item kind an allowed reader must find there (proof that the search can fail).
     ``skip`` explains a route that is classified but not requested."""
 
-    scope: str = "none"  # none | incident | item:<kind> | panel | admin
+    scope: str = "none"  # none | incident | item:<kind> | panel | admin | export
     methods: tuple[str, ...] = ("get",)
     shows: str = ""
     skip: str = ""
@@ -236,6 +255,27 @@ RULES: dict[str, Rule] = {
     "lesson-transition": Rule("item:lesson", ("post",)),
     "lesson-assign": Rule("item:lesson", ("post",)),
     "debriefs": Rule("incident"),
+    # Meetings of the strategic cell, and the exports of an incident's record
+    "incident-meeting-list": Rule("incident", shows="meeting"),
+    "incident-meeting-detail": Rule("item:meeting", ("get", "patch"), shows="meeting"),
+    "incident-meeting-transition": Rule("item:meeting", ("post",)),
+    "incident-meeting-attendance": Rule("item:meeting", ("post",)),
+    "incident-meeting-marking": Rule("item:meeting", ("post",)),
+    "pages:incident-meetings": Rule("incident", shows="meeting"),
+    "pages:incident-meeting-new": Rule("incident"),
+    "pages:incident-meeting": Rule("item:meeting", shows="meeting"),
+    "pages:incident-meeting-edit": Rule("item:meeting", ("get", "post")),
+    "pages:incident-meeting-minutes": Rule("item:meeting", ("post",)),
+    "pages:incident-meeting-attendance": Rule("item:meeting", ("post",)),
+    "pages:incident-meeting-transition": Rule("item:meeting", ("post",)),
+    # The PDF's text is compressed, so searching it proves nothing: tests/test_exports.py reads
+    # it back. The CSV files are searched here.
+    "incident-export-pdf": Rule("incident"),
+    "pages:incident-export-pdf": Rule("incident"),
+    "incident-export-decisions": Rule("incident", shows="decision"),
+    "incident-export-timeline": Rule("incident", shows="timeline"),
+    "incident-export-actions": Rule("incident", shows="action"),
+    "pages:incident-export-csv": Rule("export", shows="decision"),
 }
 DEBRIEF_ITEM = (
     "a debrief is AMBER for the incident's readers; tests/test_debriefs.py covers outsiders"
@@ -348,7 +388,16 @@ def test_every_route_has_a_rule():
 
 # --- requests -------------------------------------------------------------------------------------
 
-PANELS = ("header", "methane", "decisions", "actions", "timeline", "agencies", "lessons")
+PANELS = (
+    "header",
+    "methane",
+    "decisions",
+    "actions",
+    "timeline",
+    "agencies",
+    "lessons",
+    "meetings",
+)
 ADMIN_MODELS = {
     "decision": "coordination_decision",
     "action": "coordination_action",
@@ -369,6 +418,11 @@ def requests_for(name: str, rule: Rule, world: World) -> list[tuple[str, str, st
         if name in ("incident-detail", "incident-transition"):
             key = "pk"
         urls = [(reverse(name, kwargs={key: incident}), "")]
+    elif rule.scope == "export":
+        urls = [
+            (reverse(name, kwargs={"incident_id": incident, "kind": kind}), kind)
+            for kind in ("decisions", "timeline", "actions")
+        ]
     elif rule.scope == "panel":
         urls = [(reverse(name, kwargs={"incident_id": incident, "name": p}), p) for p in PANELS]
     elif rule.scope.startswith("item:"):

@@ -36,6 +36,7 @@ def _router_paths() -> set[str]:
         route = str(pattern.pattern).lstrip("^").rstrip("$")
         route = re.sub(r"\(\?P<pk>[^)]*\)", "{id}", route)
         route = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", route)
+        route = route.replace("\\.", ".")  # a literal dot, as in export/log.pdf
         paths.add(f"/api/v1/{route}")
     return paths
 

@@ -9,7 +9,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("coordination", "0005_recipient_lists_and_marking_changes"),
+        ("coordination", "0006_meetings"),
         ("incidents", "0002_recipient_lists"),
     ]
 

@@ -46,6 +46,7 @@
     ["action.", ["actions"]],
     ["timeline.", ["timeline"]],
     ["lesson.", ["lessons"]],
+    ["meeting.", ["meetings"]],
   ];
 
   var state = {
@@ -175,6 +176,10 @@
         return "Lesson " + (p.label || "") + " is now " + (p.status || "?").replace("_", " ");
       case "lesson.assigned": return "Lesson " + (p.label || "") + " assigned";
       case "lesson.updated": return "Lesson " + (p.label || "") + " updated";
+      case "meeting.scheduled": return "Meeting scheduled: " + (p.title || "");
+      case "meeting.started": return "Meeting started: " + (p.title || "");
+      case "meeting.closed": return "Meeting closed: " + (p.title || "");
+      case "meeting.updated": return "Meeting updated: " + (p.title || "");
       default: return event.kind;
     }
   }
