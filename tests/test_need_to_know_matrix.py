@@ -506,7 +506,8 @@ def test_no_route_shows_anyone_what_they_may_not_read(settings):
     # list it (a route whose responses never contain a secret would pass the search vacuously).
     missing = [key for key, seen in shown.items() if not seen]
     assert missing == [], missing
-    assert requests < 1000  # keep the matrix cheap: a few hundred requests
+    # Keep the matrix cheap: about a thousand requests (every new kind adds its routes).
+    assert requests < 2000, requests
 
 
 # --- the live feed --------------------------------------------------------------------------------
