@@ -28,6 +28,10 @@ class Capability(models.TextChoices):
     ROTA_MANAGE = "rota.manage", "Manage the city's on-call rotas, cover and escalation policies"
     ACTIVATION_SEND = "activation.send", "Send an activation alert to agencies' duty officers"
     AUDIT_VIEW = "audit.view", "Read and export the city's security audit log"
+    STATEMENT_WRITE = (
+        "statement.write",
+        "Draft, approve for one's agency and publish public statements",
+    )
 
 
 _COMMANDERS = {Role.STRATEGIC_COMMANDER, Role.TACTICAL_COMMANDER, Role.NEUTRAL_COMMANDER}
@@ -41,6 +45,7 @@ ROLE_CAPABILITIES: dict[str, set[str]] = {
     Capability.ROTA_MANAGE: {Role.ADMINISTRATOR},
     Capability.ACTIVATION_SEND: _COMMANDERS | {Role.DUTY_OFFICER},
     Capability.AUDIT_VIEW: {Role.ADMINISTRATOR},
+    Capability.STATEMENT_WRITE: {Role.COMMUNICATIONS_LEAD},
 }
 
 

@@ -45,6 +45,8 @@
     ["decision.", ["decisions"]],
     ["action.", ["actions"]],
     ["timeline.", ["timeline"]],
+    ["statement.", ["public-line"]],
+    ["brief.", ["public-line"]],
   ];
 
   var state = {
@@ -166,7 +168,7 @@
       case "action.updated":
         return "Action “" + (p.title || "") + "” is now " + (p.status || "?").replace("_", " ");
       case "timeline.added": return "Timeline: " + (p.text || "");
-      default: return event.kind;
+      default: return p.summary || event.kind;
     }
   }
 
