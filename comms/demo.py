@@ -135,7 +135,7 @@ def seed_statement(*, incident, users: Mapping[str, User]) -> None:
         "instructions of police officers, and do not share images of the scene. Trains are held "
         "outside the city centre. If you are worried about someone, call the information line "
         "at 113 13.",
-        approver_agencies=[fire.agency, city.agency],
+        approver_agencies=[agency for agency in (fire.agency, city.agency) if agency],
     )
     statement_approve(statement_id=statement.pk, user=fire)
     statement_approve(statement_id=statement.pk, user=city)

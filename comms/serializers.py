@@ -20,6 +20,7 @@ from incidents.models import Incident
 from .ical import calendar_token
 from .models import (
     LATEST_INSTANT,
+    STATEMENT_MARKINGS,
     Acknowledgement,
     Activation,
     ActivationTarget,
@@ -596,11 +597,15 @@ class PublicStatementSerializer(serializers.Serializer):
     approvals = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
-    published_at = serializers.DateTimeField(read_only=True)
-    published_by = serializers.IntegerField(source="published_by_id", read_only=True)
-    superseded_at = serializers.DateTimeField(read_only=True)
-    superseded_by = serializers.IntegerField(source="superseded_by_id", read_only=True)
-    withdrawn_at = serializers.DateTimeField(read_only=True)
+    published_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    published_by = serializers.IntegerField(
+        source="published_by_id", read_only=True, allow_null=True
+    )
+    superseded_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    superseded_by = serializers.IntegerField(
+        source="superseded_by_id", read_only=True, allow_null=True
+    )
+    withdrawn_at = serializers.DateTimeField(read_only=True, allow_null=True)
 
     def get_approver_agencies(self, statement) -> list[int]:
         return sorted(a.pk for a in statement.approver_agencies.all())
@@ -622,7 +627,7 @@ class StatementDraftInputSerializer(serializers.Serializer):
         help_text="Partner agencies (taking part in the incident) whose approval it needs.",
     )
     marking = serializers.ChoiceField(
-        choices=["CLEAR", "GREEN", "AMBER"],
+        choices=list(STATEMENT_MARKINGS),
         required=False,
         help_text="The draft's marking (default AMBER); a published statement is CLEAR.",
     )
@@ -665,7 +670,7 @@ class BriefSerializer(serializers.Serializer):
 
 class BriefGenerateInputSerializer(serializers.Serializer):
     as_of = InstantField(required=False, help_text="The instant to describe (default: now).")
-    marking = serializers.ChoiceField(choices=["CLEAR", "GREEN", "AMBER"], required=False)
+    marking = serializers.ChoiceField(choices=list(STATEMENT_MARKINGS), required=False)
     administration = serializers.CharField(required=False, allow_blank=True, max_length=20_000)
     humanitarian = serializers.CharField(required=False, allow_blank=True, max_length=20_000)
 

@@ -300,6 +300,8 @@ SPECTACULAR_SETTINGS = {
         "AgencyTypeEnum": "coordination.models.AgencyType",
         "StanceEnum": "coordination.models.Stance",
         "ActivationStatusEnum": "comms.models.ActivationStatus",
+        "OpenMarkingEnum": "comms.models.STATEMENT_MARKINGS",
+        "MarkingEnum": "coordination.markings.Marking",
     },
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
 }

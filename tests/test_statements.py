@@ -448,3 +448,29 @@ def test_pages_of_an_incident_one_cannot_see_answer_404(
         client.post(f"/incidents/{incident.pk}/statements/{statement.pk}/publish/").status_code
         == 404
     )
+
+
+def test_the_public_line_panel_reads_in_a_number_of_queries_that_does_not_grow(
+    client, incident, police_comms, fire_comms, fire, ambulance
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def add_statements(count: int) -> None:
+        for n in range(count):
+            statement = draft(incident, police_comms, fire, ambulance, headline=f"Line {n}")
+            statement_approve(statement_id=statement.pk, user=fire_comms)
+            statement_revise(
+                statement_id=statement.pk, user=police_comms, headline=f"Line {n}", body="v2"
+            )
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(f"/incidents/{incident.pk}/public-line/").status_code == 200
+        return len(captured)
+
+    client.force_login(police_comms)
+    add_statements(1)
+    few = queries()
+    add_statements(5)
+    assert queries() == few
