@@ -302,3 +302,16 @@ def test_the_pages_generate_edit_and_issue(client, incident, commander):
         {"as_of": "1999-01-01T10:00", "marking": "AMBER"},
     )
     assert early.status_code == 400
+
+
+def test_the_database_refuses_to_change_an_issued_brief(incident, commander):
+    from django.db import DatabaseError, transaction
+
+    draft = brief_generate(incident_id=incident.pk, user=commander)
+    Brief.objects.filter(pk=draft.pk).update(intent="A draft may change")
+    brief_issue(brief_id=draft.pk, user=commander)
+    with pytest.raises(DatabaseError), transaction.atomic():
+        Brief.objects.filter(pk=draft.pk).update(intent="Rewritten behind the service's back")
+    with pytest.raises(DatabaseError), transaction.atomic():
+        Brief.objects.filter(pk=draft.pk).delete()
+    assert Brief.objects.get(pk=draft.pk).intent == "A draft may change"

@@ -474,3 +474,19 @@ def test_the_public_line_panel_reads_in_a_number_of_queries_that_does_not_grow(
     few = queries()
     add_statements(5)
     assert queries() == few
+
+
+def test_the_database_keeps_versions_and_answers_as_written(
+    incident, police_comms, fire_comms, fire
+):
+    from django.db import DatabaseError
+
+    from comms.models import StatementReview
+
+    statement = draft(incident, police_comms, fire, body="As approved.")
+    statement_approve(statement_id=statement.pk, user=fire_comms)
+    with pytest.raises(DatabaseError), transaction.atomic():
+        StatementVersion.objects.filter(statement=statement).update(body="Rewritten")
+    with pytest.raises(DatabaseError), transaction.atomic():
+        StatementReview.objects.filter(statement=statement).update(decision="changes_requested")
+    assert StatementVersion.objects.get(statement=statement).body == "As approved."
