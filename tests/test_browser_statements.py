@@ -7,6 +7,7 @@ import pytest
 from coordination.roles import Role
 
 from .factories import UserFactory
+from .test_browser_accessibility import serious_violations
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -30,6 +31,7 @@ def test_a_statement_is_drafted_approved_published_and_public(
     police_tab = signed_in(police_lead)
     police_tab.goto(f"/incidents/{incident.pk}/")
     police_tab.click("#panel-public-line >> text=Draft a statement")
+    assert serious_violations(police_tab) == []
     police_tab.fill("#id_headline", "Central station closed")
     police_tab.fill("#id_body", "Avoid the area and follow police instructions.")
     police_tab.check(f"input[name=approver_agencies][value='{fire.pk}']")
@@ -37,6 +39,7 @@ def test_a_statement_is_drafted_approved_published_and_public(
     police_tab.wait_for_url("**/statements/*/")
     assert "Statement drafted" in police_tab.locator(".messages").inner_text()
     assert police_tab.locator("[data-agency=FRS][data-decision=waiting]").count() == 1
+    assert serious_violations(police_tab) == []
 
     # The fire lead's dashboard shows the draft without a reload, waiting for fire.
     fire_tab.evaluate("window.notReloaded = true")
@@ -64,6 +67,25 @@ def test_a_statement_is_drafted_approved_published_and_public(
     assert "Central station closed" in article.inner_text()
     assert "Avoid the area and follow police instructions." in article.inner_text()
     assert "police-comms" not in page.content()
+    assert serious_violations(page) == []
     # And the fire lead's dashboard, still open, shows it as the current line without a reload.
     panel.locator(".statement-current", has_text="Central station closed").wait_for()
     assert fire_tab.evaluate("window.notReloaded") is True
+
+
+def test_the_brief_pages_are_accessible(signed_in, incident, commander):
+    from comms.briefs import brief_generate, brief_issue
+
+    first = brief_generate(incident_id=incident.pk, user=commander)
+    brief_issue(brief_id=first.pk, user=commander)
+    draft = brief_generate(incident_id=incident.pk, user=commander, administration="Gold room")
+    tab = signed_in(commander)
+    for path in (
+        f"/incidents/{incident.pk}/briefs/",
+        f"/incidents/{incident.pk}/briefs/{first.pk}/",
+        f"/incidents/{incident.pk}/briefs/{draft.pk}/",
+        f"/incidents/{incident.pk}/briefs/{draft.pk}/changes/",
+    ):
+        tab.goto(path)
+        assert tab.locator("h1").count() == 1, path
+        assert serious_violations(tab) == [], path
