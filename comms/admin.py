@@ -16,15 +16,19 @@ from .models import (
     Acknowledgement,
     Activation,
     ActivationTarget,
+    Brief,
     ContactMethod,
     DeliveryAttempt,
     EscalationPolicy,
     EscalationStep,
     Notification,
+    PublicStatement,
     ResponderGroup,
     Rota,
     RotaOverride,
     Shift,
+    StatementReview,
+    StatementVersion,
 )
 from .services import (
     MAX_REPEATS,
@@ -320,3 +324,60 @@ class AcknowledgementAdmin(_ReadOnly, admin.ModelAdmin):
     list_filter = ["response", "via"]
     list_select_related = ["activation", "user"]
     raw_id_fields = ["activation", "target", "user", "notification"]
+
+
+# --- Public statements and situation briefs ------------------------------------------------------
+# Read-only: statements and briefs change only through their services (versions are never
+# rewritten, an issued brief is frozen, every step is an incident event).
+
+
+class StatementVersionInline(_ReadOnly, admin.TabularInline):
+    model = StatementVersion
+    fields = readonly_fields = ("number", "headline", "body", "created_by", "created_at")
+    extra = 0
+
+
+class StatementReviewInline(_ReadOnly, admin.TabularInline):
+    model = StatementReview
+    fields = readonly_fields = (
+        "version",
+        "agency",
+        "reviewer",
+        "decision",
+        "comment",
+        "created_at",
+    )
+    extra = 0
+
+
+@admin.register(PublicStatement)
+class PublicStatementAdmin(_ReadOnly, admin.ModelAdmin):
+    list_display = ["id", "incident", "owner_agency", "status", "marking", "published_at"]
+    list_filter = ["status", "incident__city"]
+    list_select_related = ["incident", "owner_agency"]
+    search_fields = ["versions__headline", "incident__reference"]
+    raw_id_fields = ["incident", "author", "published_by", "superseded_by", "current_version"]
+    inlines = [StatementVersionInline, StatementReviewInline]
+
+
+@admin.register(StatementVersion)
+class StatementVersionAdmin(_ReadOnly, admin.ModelAdmin):
+    list_display = ["id", "statement", "number", "headline", "created_by", "created_at"]
+    list_select_related = ["statement__current_version", "created_by"]
+    search_fields = ["headline"]
+
+
+@admin.register(StatementReview)
+class StatementReviewAdmin(_ReadOnly, admin.ModelAdmin):
+    list_display = ["id", "statement", "version", "agency", "decision", "created_at"]
+    list_filter = ["decision"]
+    list_select_related = ["statement__current_version", "version", "agency"]
+
+
+@admin.register(Brief)
+class BriefAdmin(_ReadOnly, admin.ModelAdmin):
+    list_display = ["id", "incident", "number", "status", "as_of", "marking", "author_agency"]
+    list_filter = ["status", "marking", "incident__city"]
+    list_select_related = ["incident", "author_agency"]
+    search_fields = ["incident__reference"]
+    raw_id_fields = ["incident", "author", "issued_by", "previous"]

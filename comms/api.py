@@ -28,14 +28,18 @@ from coordination.models import User
 from coordination.roles import Capability
 from ctpn.api import validated
 from ctpn.throttling import ScopedRateThrottle
+from incidents.api import INCIDENT_PATH_PARAMETER, IncidentScopedViewSet
 
+from .briefs import brief_changes, brief_generate, brief_issue, brief_update
 from .models import (
     Activation,
     AnsweredVia,
+    Brief,
     Channel,
     ContactMethod,
     EscalationPolicy,
     Notification,
+    PublicStatement,
     ResponderGroup,
     Rota,
     RotaOverride,
@@ -49,6 +53,10 @@ from .serializers import (
     ActivationSerializer,
     AlertSerializer,
     AnswerSerializer,
+    BriefChangesSerializer,
+    BriefGenerateInputSerializer,
+    BriefSerializer,
+    BriefUpdateInputSerializer,
     ContactMethodForUserInputSerializer,
     ContactMethodInputSerializer,
     ContactMethodPatchSerializer,
@@ -60,11 +68,15 @@ from .serializers import (
     OnCallSerializer,
     OverrideInputSerializer,
     OverrideSerializer,
+    PublicStatementSerializer,
     ResponderGroupSerializer,
     RotaSerializer,
     ShiftInputSerializer,
     ShiftSerializer,
     SmsReceiptSerializer,
+    StatementDraftInputSerializer,
+    StatementReviewInputSerializer,
+    StatementReviseInputSerializer,
     activation_rows,
 )
 from .services import (
@@ -82,6 +94,16 @@ from .services import (
     rota_calendar_revoke,
     shift_create,
     shift_delete,
+)
+from .statements import (
+    ApprovalsMissing,
+    statement_approve,
+    statement_draft,
+    statement_publish,
+    statement_request_changes,
+    statement_revise,
+    statement_withdraw,
+    statements_prefetched,
 )
 
 ROTA_PATH_PARAMETER = OpenApiParameter(
@@ -571,3 +593,159 @@ class SmsReceiptView(views.APIView):
         if not found:
             raise NotFound("No such message.")
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- Public statements and situation briefs -------------------------------------------------------
+
+StatementOut = PublicStatementSerializer
+
+
+@extend_schema(parameters=[INCIDENT_PATH_PARAMETER])
+class PublicStatementViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, IncidentScopedViewSet
+):
+    """Public statements of the incident (drafts, the current line, superseded and withdrawn
+    ones), newest first. Communications leads draft, approve for their agency, and publish."""
+
+    model = PublicStatement
+    serializer_class = PublicStatementSerializer
+    filterset_fields = ["status"]
+    required_capabilities = {
+        "list": Capability.VIEW,
+        "retrieve": Capability.VIEW,
+        "create": Capability.STATEMENT_WRITE,
+        "revise": Capability.STATEMENT_WRITE,
+        "approve": Capability.STATEMENT_WRITE,
+        "request_changes": Capability.STATEMENT_WRITE,
+        "publish": Capability.STATEMENT_WRITE,
+        "withdraw": Capability.STATEMENT_WRITE,
+    }
+
+    def item_queryset(self, queryset):
+        return statements_prefetched(queryset).order_by("-created_at", "-pk")
+
+    def _answer(self, statement_id: int) -> Response:
+        return Response(self.get_serializer(self.get_queryset().get(pk=statement_id)).data)
+
+    @extend_schema(request=StatementDraftInputSerializer, responses={201: StatementOut})
+    def create(self, request, incident_pk=None):
+        incident = self.get_incident()
+        data = validated(StatementDraftInputSerializer, request)
+        statement = statement_draft(incident_id=incident.pk, user=_caller(request), **data)
+        return self.created(statement)
+
+    @extend_schema(request=StatementReviseInputSerializer, responses={200: StatementOut})
+    @action(detail=True, methods=["post"])
+    def revise(self, request, incident_pk=None, pk=None):
+        """A new version of the draft's wording; every named partner approves it afresh."""
+        statement = self.get_object()
+        data = validated(StatementReviseInputSerializer, request)
+        statement_revise(statement_id=statement.pk, user=_caller(request), **data)
+        return self._answer(statement.pk)
+
+    @extend_schema(request=StatementReviewInputSerializer, responses={200: StatementOut})
+    @action(detail=True, methods=["post"])
+    def approve(self, request, incident_pk=None, pk=None):
+        """Approve the current version for the caller's agency (one of those named)."""
+        statement = self.get_object()
+        data = validated(StatementReviewInputSerializer, request)
+        statement_approve(statement_id=statement.pk, user=_caller(request), **data)
+        return self._answer(statement.pk)
+
+    @extend_schema(request=StatementReviewInputSerializer, responses={200: StatementOut})
+    @action(detail=True, methods=["post"], url_path="request-changes")
+    def request_changes(self, request, incident_pk=None, pk=None):
+        """Send the current version back; ``comment`` says which changes are needed."""
+        statement = self.get_object()
+        data = validated(StatementReviewInputSerializer, request)
+        statement_request_changes(
+            statement_id=statement.pk, user=_caller(request), comment=data.get("comment", "")
+        )
+        return self._answer(statement.pk)
+
+    @extend_schema(request=None, responses={200: StatementOut})
+    @action(detail=True, methods=["post"])
+    def publish(self, request, incident_pk=None, pk=None):
+        """Publish as the incident's public line (the owning agency's communications leads).
+
+        409 while a named partner has not approved the current version, naming them in
+        ``missing_agencies``."""
+        statement = self.get_object()
+        try:
+            statement_publish(statement_id=statement.pk, user=_caller(request))
+        except ApprovalsMissing as exc:
+            return Response(
+                {
+                    "detail": exc.message,
+                    "missing_agencies": [
+                        {"id": a.pk, "short_name": a.short_name, "name": a.name}
+                        for a in exc.missing
+                    ],
+                },
+                status=status.HTTP_409_CONFLICT,
+            )
+        return self._answer(statement.pk)
+
+    @extend_schema(request=None, responses={200: StatementOut})
+    @action(detail=True, methods=["post"])
+    def withdraw(self, request, incident_pk=None, pk=None):
+        """Withdraw a draft (the owning agency's communications leads)."""
+        statement = self.get_object()
+        statement_withdraw(statement_id=statement.pk, user=_caller(request))
+        return self._answer(statement.pk)
+
+
+@extend_schema(parameters=[INCIDENT_PATH_PARAMETER])
+class BriefViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IncidentScopedViewSet):
+    """Situation briefs (IIMARCH) of the incident, newest first: drafts and issued ones."""
+
+    model = Brief
+    serializer_class = BriefSerializer
+    filterset_fields = ["status"]
+    required_capabilities = {
+        "list": Capability.VIEW,
+        "retrieve": Capability.VIEW,
+        "create": Capability.LOG_WRITE,
+        "partial_update": Capability.LOG_WRITE,
+        "issue": Capability.LOG_WRITE,
+        "changes": Capability.VIEW,
+    }
+
+    def item_queryset(self, queryset):
+        return queryset.select_related("previous").order_by("-created_at", "-pk")
+
+    @extend_schema(request=BriefGenerateInputSerializer, responses={201: BriefSerializer})
+    def create(self, request, incident_pk=None):
+        """Generate a draft brief from the incident's state at ``as_of`` (default now), from
+        the caller's view and only items at least as openly marked as the brief."""
+        incident = self.get_incident()
+        data = validated(BriefGenerateInputSerializer, request)
+        brief = brief_generate(incident_id=incident.pk, user=_caller(request), **data)
+        return self.created(brief)
+
+    @extend_schema(request=BriefUpdateInputSerializer, responses={200: BriefSerializer})
+    def partial_update(self, request, incident_pk=None, pk=None):
+        """Edit a draft's sections; an issued brief is frozen (409)."""
+        brief = self.get_object()
+        data = validated(BriefUpdateInputSerializer, request)
+        if not data:
+            raise serializers.ValidationError(
+                {"non_field_errors": ["Give at least one section to change."]}
+            )
+        brief_update(brief_id=brief.pk, user=_caller(request), **data)
+        return Response(self.get_serializer(self.get_queryset().get(pk=brief.pk)).data)
+
+    @extend_schema(request=None, responses={200: BriefSerializer})
+    @action(detail=True, methods=["post"])
+    def issue(self, request, incident_pk=None, pk=None):
+        """Issue the draft: it is numbered and frozen."""
+        brief = self.get_object()
+        brief_issue(brief_id=brief.pk, user=_caller(request))
+        return Response(self.get_serializer(self.get_queryset().get(pk=brief.pk)).data)
+
+    @extend_schema(responses={200: BriefChangesSerializer})
+    @action(detail=True, methods=["get"])
+    def changes(self, request, incident_pk=None, pk=None):
+        """What changed since the previous issued brief."""
+        brief = self.get_object()
+        return Response(BriefChangesSerializer(brief_changes(brief)).data)

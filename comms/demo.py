@@ -100,3 +100,43 @@ def seed_rotas(*, agencies: Mapping[str, Agency], users: Mapping[str, User], adm
                 StepSpec(target=StepTarget.GROUP, group=group, wait_minutes=15),
             ],
         )
+
+
+# --- Public statements ----------------------------------------------------------------------------
+
+# A communications lead for every demo agency that has none ("comms" of STAD is one already).
+COMMUNICATIONS_LEADS = [
+    ("comms-pol", "Petra", "Olsson", "POL"),
+    ("comms-ssbf", "Henrik", "Blom", "SSBF"),
+    ("comms-amb", "Alva", "Strand", "AMB"),
+    ("comms-hsv", "Tove", "Mattsson", "HSV"),
+    ("comms-sl", "Felix", "Nyström", "SL"),
+    ("comms-net", "Ebba", "Holmberg", "NET"),
+    ("comms-mil", "Axel", "Jonsson", "MIL"),
+]
+DEMO_STATEMENT_HEADLINE = "Stockholm Central Station closed: avoid the area"
+
+
+def seed_statement(*, incident, users: Mapping[str, User]) -> None:
+    """One published public line on the demo incident, drafted by the police communications
+    lead and approved by the fire brigade and the city (idempotent: only when it has none)."""
+    from .models import PublicStatement
+    from .statements import statement_approve, statement_draft, statement_publish
+
+    if PublicStatement.objects.filter(incident=incident).exists():
+        return
+    police, fire, city = users["comms-pol"], users["comms-ssbf"], users["comms"]
+    statement = statement_draft(
+        incident_id=incident.pk,
+        user=police,
+        headline=DEMO_STATEMENT_HEADLINE,
+        body="Emergency services are responding to an incident at Stockholm Central Station. "
+        "The station and the streets around it are closed. Please avoid the area, follow the "
+        "instructions of police officers, and do not share images of the scene. Trains are held "
+        "outside the city centre. If you are worried about someone, call the information line "
+        "at 113 13.",
+        approver_agencies=[agency for agency in (fire.agency, city.agency) if agency],
+    )
+    statement_approve(statement_id=statement.pk, user=fire)
+    statement_approve(statement_id=statement.pk, user=city)
+    statement_publish(statement_id=statement.pk, user=police)

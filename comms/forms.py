@@ -6,6 +6,7 @@ from datetime import datetime
 from django import forms
 
 from coordination.models import User
+from incidents.forms import LocalDateTimeField as IncidentLocalDateTimeField
 
 from .models import ContactKind, Recurrence, Rota, Tier
 
@@ -81,3 +82,100 @@ class ContactMethodForm(forms.Form):
         "or the https URL of a webhook.",
     )
     label = forms.CharField(max_length=60, required=False, label="Label (optional)")
+
+
+# --- Public statements and situation briefs ------------------------------------------------------
+
+OPEN_MARKING_CHOICES = [("AMBER", "TLP:AMBER"), ("GREEN", "TLP:GREEN"), ("CLEAR", "TLP:CLEAR")]
+
+
+def _text_area(rows: int = 6) -> forms.Textarea:
+    return forms.Textarea(attrs={"rows": rows})
+
+
+class AgencyChoiceField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, obj) -> str:
+        return f"{obj.short_name} ({obj.name})"
+
+
+class StatementDraftForm(forms.Form):
+    headline = forms.CharField(max_length=200, label="Headline")
+    body = forms.CharField(max_length=10_000, label="Statement", widget=_text_area(8))
+    approver_agencies = AgencyChoiceField(
+        queryset=None,
+        required=False,
+        label="Partner agencies whose approval it needs",
+        widget=forms.CheckboxSelectMultiple,
+    )
+    marking = forms.ChoiceField(
+        choices=OPEN_MARKING_CHOICES,
+        initial="AMBER",
+        label="Handling marking of the draft",
+        help_text="Who may read the draft; once published the statement is TLP:CLEAR.",
+    )
+
+    def __init__(self, *args, agencies, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["approver_agencies"].queryset = agencies  # type: ignore[attr-defined]
+
+
+class StatementConfirmForm(forms.Form):
+    """A button that changes a statement's or a brief's state: nothing to type."""
+
+
+class StatementReviseForm(forms.Form):
+    headline = forms.CharField(max_length=200, label="Headline")
+    body = forms.CharField(max_length=10_000, label="Statement", widget=_text_area(8))
+
+
+class StatementReviewForm(forms.Form):
+    APPROVE = "approve"
+    REQUEST_CHANGES = "request_changes"
+
+    decision = forms.ChoiceField(
+        choices=[(APPROVE, "Approve this version"), (REQUEST_CHANGES, "Request changes")],
+        label="Your agency's answer",
+        widget=forms.RadioSelect,
+    )
+    comment = forms.CharField(
+        required=False,
+        max_length=5_000,
+        label="Comment",
+        help_text="Required when requesting changes: say which.",
+        widget=_text_area(3),
+    )
+
+
+class BriefGenerateForm(forms.Form):
+    as_of = IncidentLocalDateTimeField(
+        required=False,
+        label="As of",
+        help_text="The moment to describe, in the city's local time. Empty: now.",
+    )
+    marking = forms.ChoiceField(
+        choices=OPEN_MARKING_CHOICES,
+        initial="AMBER",
+        label="Handling marking",
+        help_text="The brief draws only on items marked at least as openly as this.",
+    )
+    administration = forms.CharField(
+        required=False,
+        label="Administration",
+        help_text="E.g. where the cell sits, meeting times.",
+        widget=_text_area(3),
+    )
+    humanitarian = forms.CharField(
+        required=False, label="Humanitarian issues", widget=_text_area(3)
+    )
+
+
+class BriefEditForm(forms.Form):
+    information = forms.CharField(required=False, label="Information", widget=_text_area(10))
+    intent = forms.CharField(required=False, label="Intent", widget=_text_area(4))
+    method = forms.CharField(required=False, label="Method", widget=_text_area(8))
+    administration = forms.CharField(required=False, label="Administration", widget=_text_area(3))
+    risk_assessment = forms.CharField(required=False, label="Risk assessment", widget=_text_area(4))
+    communications = forms.CharField(required=False, label="Communications", widget=_text_area(4))
+    humanitarian = forms.CharField(
+        required=False, label="Humanitarian issues", widget=_text_area(3)
+    )

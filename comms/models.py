@@ -10,12 +10,15 @@ from django.db.models import Q
 from .querysets import (
     AcknowledgementQuerySet,
     ActivationQuerySet,
+    BriefQuerySet,
     ContactMethodQuerySet,
     EscalationPolicyQuerySet,
     NotificationQuerySet,
+    PublicStatementQuerySet,
     ResponderGroupQuerySet,
     RotaItemQuerySet,
     RotaQuerySet,
+    StatementItemQuerySet,
 )
 
 # =================================================================================================
@@ -577,3 +580,218 @@ class Acknowledgement(models.Model):
     @property
     def counts_towards_quorum(self) -> bool:
         return self.response != Response.CANNOT_ATTEND
+
+
+# =================================================================================================
+# Public statements (one consistent public line) and IIMARCH situation briefs
+# =================================================================================================
+
+
+class StatementStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    PUBLISHED = "published", "Published (current)"
+    SUPERSEDED = "superseded", "Superseded"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+
+
+# Markings a statement may carry: its draft is read by every participating agency (the partners
+# who approve it must read it), and once published it is CLEAR.
+STATEMENT_MARKINGS = ("CLEAR", "GREEN", "AMBER")
+
+
+class PublicStatement(models.Model):
+    """A public statement about an incident: drafted by a communications lead of the owning
+    agency, approved by each partner agency it names, then published as the one public line.
+
+    Its wording lives in ``StatementVersion`` rows (a revision adds one, never overwrites), and
+    each partner's approval or request for changes in a ``StatementReview`` of one version. At
+    most one statement per incident is published and current at a time; publishing another one
+    supersedes it.
+    """
+
+    incident = models.ForeignKey(
+        "incidents.Incident", on_delete=models.PROTECT, related_name="statements"
+    )
+    owner_agency = models.ForeignKey(
+        "coordination.Agency",
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The agency whose communications leads revise and publish it.",
+    )
+    author = models.ForeignKey("coordination.User", on_delete=models.PROTECT, related_name="+")
+    approver_agencies = models.ManyToManyField(
+        "coordination.Agency",
+        blank=True,
+        related_name="+",
+        help_text="The partner agencies whose approval of the current version it needs.",
+    )
+    status = models.CharField(
+        max_length=16, choices=StatementStatus.choices, default=StatementStatus.DRAFT
+    )
+    marking = models.CharField(max_length=16, default="AMBER")
+    current_version = models.ForeignKey(
+        "StatementVersion",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The wording partners approve now (the newest version).",
+    )
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    published_at = models.DateTimeField(null=True, blank=True)
+    published_by = models.ForeignKey(
+        "coordination.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    superseded_at = models.DateTimeField(null=True, blank=True)
+    superseded_by = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+
+    objects = PublicStatementQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["incident", "-created_at", "-pk"]
+        constraints = [
+            # The one public line: never two current statements of an incident, whatever races.
+            models.UniqueConstraint(
+                fields=["incident"],
+                condition=Q(status="published"),
+                name="statement_one_current_per_incident",
+            ),
+            models.CheckConstraint(
+                condition=Q(published_at__isnull=True) | Q(marking="CLEAR"),
+                name="statement_published_only_clear",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        headline = self.current_version.headline if self.current_version else ""
+        return f"Statement {self.pk}: {headline}"[:120]
+
+
+class StatementVersion(models.Model):
+    """One wording of a public statement. A revision adds the next version; none is ever
+    rewritten, so an approval always refers to the exact text approved."""
+
+    statement = models.ForeignKey(
+        PublicStatement, on_delete=models.PROTECT, related_name="versions"
+    )
+    number = models.PositiveIntegerField()
+    headline = models.CharField(max_length=200)
+    body = models.TextField()
+    created_by = models.ForeignKey("coordination.User", on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField()
+
+    objects = StatementItemQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["statement", "number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["statement", "number"], name="statement_version_unique_number"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"v{self.number} {self.headline}"[:120]
+
+
+class ReviewDecision(models.TextChoices):
+    APPROVED = "approved", "Approved"
+    CHANGES_REQUESTED = "changes_requested", "Changes requested"
+
+
+class StatementReview(models.Model):
+    """A named partner agency's answer to one version of a statement: approved, or changes
+    requested (with a comment saying which). The latest answer of an agency to the current
+    version is its position; a new version needs new answers."""
+
+    statement = models.ForeignKey(PublicStatement, on_delete=models.PROTECT, related_name="reviews")
+    version = models.ForeignKey(StatementVersion, on_delete=models.PROTECT, related_name="reviews")
+    agency = models.ForeignKey("coordination.Agency", on_delete=models.PROTECT, related_name="+")
+    reviewer = models.ForeignKey("coordination.User", on_delete=models.PROTECT, related_name="+")
+    decision = models.CharField(max_length=20, choices=ReviewDecision.choices)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+
+    objects = StatementItemQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["statement", "created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.agency} {self.get_decision_display().lower()} v{self.version.number}"
+
+
+class BriefStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    ISSUED = "issued", "Issued"
+
+
+class Brief(models.Model):
+    """A situation report for the strategic coordinating group, in the IIMARCH order
+    (Information, Intent, Method, Administration, Risk assessment, Communications, Humanitarian
+    issues), generated from the incident's state at one instant (``as_of``).
+
+    Editable while a draft; once issued it is frozen and numbered (1, 2, 3 per incident).
+    ``content`` keeps the structured state it was generated from, for "what changed since the
+    last brief".
+    """
+
+    incident = models.ForeignKey(
+        "incidents.Incident", on_delete=models.PROTECT, related_name="briefs"
+    )
+    number = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Brief number within the incident, given on issue."
+    )
+    status = models.CharField(max_length=8, choices=BriefStatus.choices, default=BriefStatus.DRAFT)
+    as_of = models.DateTimeField(help_text="The instant whose state the brief describes.")
+    marking = models.CharField(max_length=16, default="AMBER")
+    author = models.ForeignKey("coordination.User", on_delete=models.PROTECT, related_name="+")
+    author_agency = models.ForeignKey(
+        "coordination.Agency", on_delete=models.PROTECT, related_name="+"
+    )
+    previous = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The last brief issued before this one's instant.",
+    )
+    information = models.TextField(blank=True)
+    intent = models.TextField(blank=True)
+    method = models.TextField(blank=True)
+    administration = models.TextField(blank=True)
+    risk_assessment = models.TextField(blank=True)
+    communications = models.TextField(blank=True)
+    humanitarian = models.TextField(blank=True)
+    content = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    issued_at = models.DateTimeField(null=True, blank=True)
+    issued_by = models.ForeignKey(
+        "coordination.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    objects = BriefQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["incident", "-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["incident", "number"],
+                condition=Q(number__isnull=False),
+                name="brief_unique_number_per_incident",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="draft", number__isnull=True)
+                | Q(status="issued", number__isnull=False, issued_at__isnull=False),
+                name="brief_issued_has_number",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Brief {self.number}" if self.number else f"Draft brief {self.pk}"

@@ -68,7 +68,7 @@ class ContactMethodQuerySet(models.QuerySet):
         return self.filter(own)
 
 
-# --- Activations -------------------------------------------------------------------------------
+# --- Activations ----------------------------------------------------------------------------------
 
 
 class ActivationQuerySet(models.QuerySet):
@@ -107,4 +107,50 @@ class NotificationQuerySet(_ActivationItemQuerySet):
 
 
 class AcknowledgementQuerySet(_ActivationItemQuerySet):
+    pass
+
+
+# --- Public statements and situation briefs -------------------------------------------------------
+
+
+class IncidentOpenItemQuerySet(models.QuerySet):
+    """Statements, their versions and reviews, and briefs: items of an incident that only ever
+    carry an open marking (CLEAR, GREEN or AMBER), so participation alone decides who reads them.
+
+    ``incident_lookup`` is the path from the model to its incident, ``marking_lookup`` to the
+    marking that applies.
+    """
+
+    incident_lookup = "incident"
+    marking_lookup = "marking"
+
+    def visible_to(self, user):
+        if not _is_reader(user):
+            return self.none()
+        from coordination.markings import OPEN_TO_PARTICIPANTS
+
+        Incident = apps.get_model("incidents", "Incident")
+        qs = self.filter(**{f"{self.marking_lookup}__in": OPEN_TO_PARTICIPANTS})
+        if user.is_superuser:
+            return qs
+        return qs.filter(
+            **{f"{self.incident_lookup}__in": Incident.objects.visible_to(user).values("pk")}
+        )
+
+
+class PublicStatementQuerySet(IncidentOpenItemQuerySet):
+    def published(self) -> "PublicStatementQuerySet":
+        """What the public may read: statements once published (current or superseded), never
+        of an exercise, newest first."""
+        return self.filter(
+            published_at__isnull=False, incident__is_exercise=False, marking="CLEAR"
+        ).order_by("-published_at", "-pk")
+
+
+class StatementItemQuerySet(IncidentOpenItemQuerySet):
+    incident_lookup = "statement__incident"
+    marking_lookup = "statement__marking"
+
+
+class BriefQuerySet(IncidentOpenItemQuerySet):
     pass

@@ -20,6 +20,7 @@ from incidents.models import Incident
 from .ical import calendar_token
 from .models import (
     LATEST_INSTANT,
+    STATEMENT_MARKINGS,
     Acknowledgement,
     Activation,
     ActivationTarget,
@@ -547,3 +548,160 @@ def board_messages(
             AcknowledgementSerializer(answer_rows(activation_id), many=True).data
         )
     return message
+
+
+# --- Public statements and situation briefs -------------------------------------------------------
+
+
+class StatementVersionSerializer(serializers.Serializer):
+    number = serializers.IntegerField(read_only=True)
+    headline = serializers.CharField(read_only=True)
+    body = serializers.CharField(read_only=True)
+    created_by = serializers.IntegerField(source="created_by_id", read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+
+
+class StatementReviewSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    version = serializers.IntegerField(source="version.number", read_only=True)
+    agency = serializers.IntegerField(source="agency_id", read_only=True)
+    agency_name = serializers.CharField(source="agency.short_name", read_only=True)
+    reviewer = serializers.IntegerField(source="reviewer_id", read_only=True)
+    decision = serializers.CharField(read_only=True)
+    comment = serializers.CharField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+
+
+class StatementApprovalSerializer(serializers.Serializer):
+    agency = serializers.IntegerField(source="agency.pk", read_only=True)
+    agency_name = serializers.CharField(source="agency.short_name", read_only=True)
+    decision = serializers.CharField(
+        read_only=True, allow_null=True, help_text="approved, changes_requested, or null."
+    )
+
+
+class PublicStatementSerializer(serializers.Serializer):
+    """A statement with every version, every review, and where each named partner stands on the
+    current version."""
+
+    id = serializers.IntegerField(read_only=True)
+    incident = serializers.IntegerField(source="incident_id", read_only=True)
+    status = serializers.CharField(read_only=True)
+    marking = serializers.CharField(read_only=True)
+    owner_agency = serializers.IntegerField(source="owner_agency_id", read_only=True)
+    author = serializers.IntegerField(source="author_id", read_only=True)
+    approver_agencies = serializers.SerializerMethodField()
+    current_version = StatementVersionSerializer(read_only=True)
+    versions = StatementVersionSerializer(many=True, read_only=True)
+    reviews = StatementReviewSerializer(many=True, read_only=True)
+    approvals = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
+    published_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    published_by = serializers.IntegerField(
+        source="published_by_id", read_only=True, allow_null=True
+    )
+    superseded_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    superseded_by = serializers.IntegerField(
+        source="superseded_by_id", read_only=True, allow_null=True
+    )
+    withdrawn_at = serializers.DateTimeField(read_only=True, allow_null=True)
+
+    def get_approver_agencies(self, statement) -> list[int]:
+        return sorted(a.pk for a in statement.approver_agencies.all())
+
+    @extend_schema_field(StatementApprovalSerializer(many=True))
+    def get_approvals(self, statement) -> Any:
+        from .statements import statement_approvals
+
+        return StatementApprovalSerializer(statement_approvals(statement), many=True).data
+
+
+class StatementDraftInputSerializer(serializers.Serializer):
+    headline = serializers.CharField(max_length=200)
+    body = serializers.CharField(max_length=10_000)
+    approver_agencies = VisibleRelatedField(
+        queryset=Agency.objects.all(),
+        many=True,
+        required=False,
+        help_text="Partner agencies (taking part in the incident) whose approval it needs.",
+    )
+    marking = serializers.ChoiceField(
+        choices=list(STATEMENT_MARKINGS),
+        required=False,
+        help_text="The draft's marking (default AMBER); a published statement is CLEAR.",
+    )
+
+
+class StatementReviseInputSerializer(serializers.Serializer):
+    headline = serializers.CharField(max_length=200)
+    body = serializers.CharField(max_length=10_000)
+
+
+class StatementReviewInputSerializer(serializers.Serializer):
+    comment = serializers.CharField(
+        required=False, allow_blank=True, max_length=5_000, help_text="Required to request changes."
+    )
+
+
+class BriefSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    incident = serializers.IntegerField(source="incident_id", read_only=True)
+    number = serializers.IntegerField(read_only=True, allow_null=True)
+    status = serializers.CharField(read_only=True)
+    as_of = serializers.DateTimeField(read_only=True)
+    marking = serializers.CharField(read_only=True)
+    author = serializers.IntegerField(source="author_id", read_only=True)
+    author_agency = serializers.IntegerField(source="author_agency_id", read_only=True)
+    previous = serializers.IntegerField(source="previous_id", read_only=True, allow_null=True)
+    information = serializers.CharField(read_only=True)
+    intent = serializers.CharField(read_only=True)
+    method = serializers.CharField(read_only=True)
+    administration = serializers.CharField(read_only=True)
+    risk_assessment = serializers.CharField(read_only=True)
+    communications = serializers.CharField(read_only=True)
+    humanitarian = serializers.CharField(read_only=True)
+    content = serializers.JSONField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
+    issued_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    issued_by = serializers.IntegerField(source="issued_by_id", read_only=True, allow_null=True)
+
+
+class BriefGenerateInputSerializer(serializers.Serializer):
+    as_of = InstantField(required=False, help_text="The instant to describe (default: now).")
+    marking = serializers.ChoiceField(choices=list(STATEMENT_MARKINGS), required=False)
+    administration = serializers.CharField(required=False, allow_blank=True, max_length=20_000)
+    humanitarian = serializers.CharField(required=False, allow_blank=True, max_length=20_000)
+
+
+class BriefUpdateInputSerializer(serializers.Serializer):
+    information = serializers.CharField(required=False, allow_blank=True, max_length=20_000)
+    intent = serializers.CharField(required=False, allow_blank=True, max_length=20_000)
+    method = serializers.CharField(required=False, allow_blank=True, max_length=20_000)
+    administration = serializers.CharField(required=False, allow_blank=True, max_length=20_000)
+    risk_assessment = serializers.CharField(required=False, allow_blank=True, max_length=20_000)
+    communications = serializers.CharField(required=False, allow_blank=True, max_length=20_000)
+    humanitarian = serializers.CharField(required=False, allow_blank=True, max_length=20_000)
+
+
+class BriefChangeSectionSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    title = serializers.CharField(source="label")
+    before = serializers.CharField()
+    after = serializers.CharField()
+
+
+class BriefChangesSerializer(serializers.Serializer):
+    """What changed since the previous issued brief."""
+
+    previous = serializers.IntegerField(source="previous.pk", allow_null=True, default=None)
+    new_decisions = serializers.ListField(child=serializers.DictField())
+    ended_decisions = serializers.ListField(child=serializers.DictField())
+    methane_changes = serializers.ListField(child=serializers.DictField())
+    actions_opened = serializers.ListField(child=serializers.DictField())
+    actions_closed = serializers.ListField(child=serializers.DictField())
+    timeline = serializers.ListField(child=serializers.DictField())
+    statement_changed = serializers.BooleanField()
+    statement = serializers.DictField(allow_null=True)
+    sections = BriefChangeSectionSerializer(many=True)

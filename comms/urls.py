@@ -5,7 +5,13 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from . import views
-from .api import ActivationViewSet, AlertViewSet, SmsReceiptView
+from .api import (
+    ActivationViewSet,
+    AlertViewSet,
+    BriefViewSet,
+    PublicStatementViewSet,
+    SmsReceiptView,
+)
 
 urlpatterns = [
     path("rotas/", views.rota_list, name="rotas"),
@@ -42,11 +48,66 @@ urlpatterns = [
     path("activations/new/", views.activation_new, name="activation-new"),
     path("activations/<int:activation_id>/", views.activation_board, name="activation"),
     path("health/", views.health, name="health"),
+    # Public statements and situation briefs of an incident
+    path(
+        "incidents/<int:incident_id>/public-line/",
+        views.public_line_panel,
+        name="public-line-panel",
+    ),
+    path(
+        "incidents/<int:incident_id>/statements/new/",
+        views.statement_new,
+        name="statement-new",
+    ),
+    path(
+        "incidents/<int:incident_id>/statements/<int:statement_id>/",
+        views.statement_detail,
+        name="statement",
+    ),
+    path(
+        "incidents/<int:incident_id>/statements/<int:statement_id>/revise/",
+        views.statement_revise_page,
+        name="statement-revise",
+    ),
+    path(
+        "incidents/<int:incident_id>/statements/<int:statement_id>/review/",
+        views.statement_review_page,
+        name="statement-review",
+    ),
+    path(
+        "incidents/<int:incident_id>/statements/<int:statement_id>/publish/",
+        views.statement_publish_page,
+        name="statement-publish",
+    ),
+    path(
+        "incidents/<int:incident_id>/statements/<int:statement_id>/withdraw/",
+        views.statement_withdraw_page,
+        name="statement-withdraw",
+    ),
+    path("incidents/<int:incident_id>/briefs/", views.briefs_page, name="briefs"),
+    path(
+        "incidents/<int:incident_id>/briefs/<int:brief_id>/",
+        views.brief_page,
+        name="brief",
+    ),
+    path(
+        "incidents/<int:incident_id>/briefs/<int:brief_id>/issue/",
+        views.brief_issue_page,
+        name="brief-issue",
+    ),
+    path(
+        "incidents/<int:incident_id>/briefs/<int:brief_id>/changes/",
+        views.brief_changes_page,
+        name="brief-changes",
+    ),
 ]
 
 router = SimpleRouter()
 router.register("activations", ActivationViewSet, basename="activation")
 router.register("alerts", AlertViewSet, basename="alert")
+_incident = r"incidents/(?P<incident_pk>[0-9]+)"
+router.register(f"{_incident}/statements", PublicStatementViewSet, basename="incident-statement")
+router.register(f"{_incident}/briefs", BriefViewSet, basename="incident-brief")
 
 api_urlpatterns = [
     *router.urls,

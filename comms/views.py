@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.syndication.views import Feed
 from django.core import signing
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection
@@ -25,6 +26,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.feedgenerator import Atom1Feed
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
 from django.views.decorators.http import (
@@ -34,27 +36,43 @@ from django.views.decorators.http import (
     require_safe,
 )
 
-from coordination.models import Agency, User
+from coordination.models import Agency, City, User
 from coordination.roles import Capability, user_can
 from ctpn.errors import Conflict
 from incidents.models import Incident
 
 from . import watchdog
-from .forms import ContactMethodForm, OverrideForm, ShiftForm
+from .briefs import SECTIONS as BRIEF_SECTIONS
+from .briefs import brief_changes, brief_generate, brief_issue, brief_update
+from .forms import (
+    BriefEditForm,
+    BriefGenerateForm,
+    ContactMethodForm,
+    OverrideForm,
+    ShiftForm,
+    StatementConfirmForm,
+    StatementDraftForm,
+    StatementReviewForm,
+    StatementReviseForm,
+)
 from .ical import calendar_token, calendar_token_valid, rota_calendar
 from .models import (
     Acknowledgement,
     Activation,
     ActivationStatus,
     AnsweredVia,
+    Brief,
+    BriefStatus,
     Channel,
     ContactMethod,
     Notification,
+    PublicStatement,
     Quorum,
     Response,
     Rota,
     RotaOverride,
     Shift,
+    StatementStatus,
     Urgency,
 )
 from .rotas import on_call, on_call_overview, rota_timeline
@@ -72,6 +90,16 @@ from .services import (
     rota_calendar_revoke,
     shift_create,
     shift_delete,
+)
+from .statements import (
+    statement_approvals,
+    statement_approve,
+    statement_draft,
+    statement_publish,
+    statement_request_changes,
+    statement_revise,
+    statement_withdraw,
+    statements_prefetched,
 )
 
 # How far ahead a rota's page shows who holds each tier.
@@ -557,3 +585,526 @@ def health(request: HttpRequest) -> JsonResponse:
         "checked_in_ms": round((time.monotonic() - started) * 1000, 1),
     }
     return JsonResponse(body, status=200 if not stale else 503)
+
+
+# =================================================================================================
+# Public statements: the dashboard's "Public line" panel, the statement pages, and the public
+# page and Atom feed of each city (no sign-in). Situation briefs (IIMARCH).
+# =================================================================================================
+
+
+def _incident_page(request: HttpRequest, incident_id: int) -> Incident:
+    from incidents.views import incident_for
+
+    return incident_for(request, incident_id)
+
+
+def _participates(user: Any, incident: Incident) -> bool:
+    return bool(
+        user.is_superuser
+        or any(a.pk == user.agency_id for a in incident.participating_agencies.all())
+    )
+
+
+def public_line_context(
+    request: HttpRequest, incident: Incident, *, wall: bool = False
+) -> dict[str, Any]:
+    """What the "Public line" panel shows: the current statement, drafts in progress with each
+    named partner's answer, and the controls the signed-in person may use."""
+    user = request.user
+    statements = list(
+        statements_prefetched(
+            PublicStatement.objects.visible_to(user).filter(
+                incident=incident,
+                status__in=[StatementStatus.DRAFT, StatementStatus.PUBLISHED],
+            )
+        ).order_by("-created_at", "-pk")
+    )
+    writer = (
+        not wall
+        and incident.status != "closed"
+        and _participates(user, incident)
+        and user_can(user, Capability.STATEMENT_WRITE)
+    )
+    agency_id = getattr(user, "agency_id", None)
+    for statement in statements:
+        statement.approvals = statement_approvals(statement)
+        statement.missing = [a.agency for a in statement.approvals if not a.approved]
+        statement.can_own = writer and agency_id == statement.owner_agency_id
+        statement.can_review = writer and any(a.agency.pk == agency_id for a in statement.approvals)
+    latest_brief = (
+        Brief.objects.visible_to(user)
+        .filter(incident=incident, status=BriefStatus.ISSUED)
+        .order_by("-number")
+        .first()
+    )
+    return {
+        "incident": incident,
+        "wall": wall,
+        "current_statement": next(
+            (s for s in statements if s.status == StatementStatus.PUBLISHED), None
+        ),
+        "draft_statements": [s for s in statements if s.status == StatementStatus.DRAFT],
+        "can_draft_statement": writer and agency_id is not None,
+        "latest_brief": latest_brief,
+        "public_url": reverse("public-statements", kwargs={"city_code": incident.city.code.lower()})
+        if not incident.is_exercise
+        else None,
+    }
+
+
+@require_GET
+def public_line_panel(request: HttpRequest, incident_id: int) -> HttpResponse:
+    """The "Public line" panel alone, for the live dashboard to swap in (401 without a session,
+    as the other panels)."""
+    if not request.user.is_authenticated:
+        return HttpResponse("Sign in again to see this incident.", status=401)
+    incident = _incident_page(request, incident_id)
+    wall = request.GET.get("wall") == "1"
+    with timezone.override(incident.city.zone):
+        return render(
+            request,
+            "incidents/panels/public_line.html",
+            public_line_context(request, incident, wall=wall),
+        )
+
+
+def _statement_writer(request: HttpRequest, incident_id: int) -> Incident:
+    from incidents.views import writer_incident
+
+    return writer_incident(request, incident_id, Capability.STATEMENT_WRITE)
+
+
+def _to_statement(incident: Incident, statement: PublicStatement) -> HttpResponse:
+    return redirect("statement", incident_id=incident.pk, statement_id=statement.pk)
+
+
+def _statement_for(request: HttpRequest, incident: Incident, statement_id: int) -> PublicStatement:
+    return get_object_or_404(
+        statements_prefetched(PublicStatement.objects.visible_to(request.user)).filter(
+            incident=incident
+        ),
+        pk=statement_id,
+    )
+
+
+def _service_call(form, call, *, aliases: dict[str, str] | None = None) -> tuple[Any, int]:
+    """Run a service for a valid form: (its result, 200), or (None, 400/409) with the refusal
+    next to the field it concerns or at the top of the form."""
+    if not form.is_valid():
+        return None, 400
+    try:
+        return call(), 200
+    except ValidationError as exc:
+        errors = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
+        for name, problems in errors.items():
+            field = (aliases or {}).get(name, name)
+            form.add_error(field if field in form.fields else None, list(problems))
+        return None, 400
+    except Conflict as exc:
+        form.add_error(None, exc.message)
+        return None, 409
+
+
+def _statement_page(
+    request: HttpRequest,
+    incident: Incident,
+    statement: PublicStatement,
+    *,
+    review_form=None,
+    action_form=None,
+    status: int = 200,
+) -> HttpResponse:
+    context = public_line_context(request, incident)
+    mine = next(
+        (s for s in context["draft_statements"] if s.pk == statement.pk),
+        None,
+    )
+    approvals = statement_approvals(statement)
+    # Shown by the template as the panel shows them.
+    statement.approvals = approvals  # type: ignore[attr-defined]
+    statement.missing = [a.agency for a in approvals if not a.approved]  # type: ignore[attr-defined]
+    statement.can_own = bool(mine and mine.can_own)  # type: ignore[attr-defined]
+    statement.can_review = bool(mine and mine.can_review)  # type: ignore[attr-defined]
+    versions = sorted(statement.versions.all(), key=lambda v: -v.number)
+    reviews = sorted(statement.reviews.all(), key=lambda r: (r.created_at, r.pk), reverse=True)
+    return render(
+        request,
+        "comms/statements_detail.html",
+        {
+            "incident": incident,
+            "statement": statement,
+            "versions": versions,
+            "reviews": reviews,
+            "review_form": review_form or StatementReviewForm(),
+            "form": action_form or review_form,
+        },
+        status=status,
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def statement_new(request: HttpRequest, incident_id: int) -> HttpResponse:
+    """Draft a public statement, naming the partner agencies whose approval it needs."""
+    incident = _statement_writer(request, incident_id)
+    agencies = (
+        Agency.objects.visible_to(request.user)
+        .filter(pk__in=incident.participating_agencies.values("pk"))
+        .exclude(pk=_signed_in(request).agency_id)
+        .order_by("short_name")
+    )
+    with timezone.override(incident.city.zone):
+        form = StatementDraftForm(request.POST or None, agencies=agencies)
+        status = 200
+        if request.method == "POST":
+            statement, status = _service_call(
+                form,
+                lambda: statement_draft(
+                    incident_id=incident.pk, user=_signed_in(request), **form.cleaned_data
+                ),
+            )
+            if statement is not None:
+                messages.success(request, "Statement drafted; the partners named can now approve.")
+                return _to_statement(incident, statement)
+        return render(
+            request,
+            "comms/statements_new.html",
+            {"incident": incident, "form": form},
+            status=status,
+        )
+
+
+@login_required
+@require_GET
+def statement_detail(request: HttpRequest, incident_id: int, statement_id: int) -> HttpResponse:
+    """One statement: its wording, where each partner stands, every version and answer."""
+    incident = _incident_page(request, incident_id)
+    statement = _statement_for(request, incident, statement_id)
+    with timezone.override(incident.city.zone):
+        return _statement_page(request, incident, statement)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def statement_revise_page(
+    request: HttpRequest, incident_id: int, statement_id: int
+) -> HttpResponse:
+    """A new version of a draft's wording (approvals start again)."""
+    incident = _statement_writer(request, incident_id)
+    statement = _statement_for(request, incident, statement_id)
+    with timezone.override(incident.city.zone):
+        current = statement.current_version
+        initial = {"headline": current.headline, "body": current.body} if current else {}
+        form = StatementReviseForm(request.POST or None, initial=initial)
+        status = 200
+        if request.method == "POST":
+            result, status = _service_call(
+                form,
+                lambda: statement_revise(
+                    statement_id=statement.pk, user=_signed_in(request), **form.cleaned_data
+                ),
+            )
+            if result is not None:
+                messages.success(request, "New version saved; the partners named approve it again.")
+                return _to_statement(incident, statement)
+        return render(
+            request,
+            "comms/statements_revise.html",
+            {"incident": incident, "statement": statement, "form": form},
+            status=status,
+        )
+
+
+@login_required
+@require_POST
+def statement_review_page(
+    request: HttpRequest, incident_id: int, statement_id: int
+) -> HttpResponse:
+    """Approve the current version for one's agency, or request changes (with a comment)."""
+    incident = _statement_writer(request, incident_id)
+    statement = _statement_for(request, incident, statement_id)
+    with timezone.override(incident.city.zone):
+        form = StatementReviewForm(request.POST)
+
+        def review():
+            if form.cleaned_data["decision"] == StatementReviewForm.APPROVE:
+                return statement_approve(
+                    statement_id=statement.pk,
+                    user=_signed_in(request),
+                    comment=form.cleaned_data["comment"],
+                )
+            return statement_request_changes(
+                statement_id=statement.pk,
+                user=_signed_in(request),
+                comment=form.cleaned_data["comment"],
+            )
+
+        result, status = _service_call(form, review)
+        if result is not None:
+            messages.success(
+                request,
+                f"{result.agency.short_name}: {result.get_decision_display().lower()} "
+                f"(version {result.version.number}).",
+            )
+            return _to_statement(incident, statement)
+        statement = _statement_for(request, incident, statement_id)
+        return _statement_page(request, incident, statement, review_form=form, status=status)
+
+
+def _statement_step(request: HttpRequest, incident_id: int, statement_id: int, step, done: str):
+    incident = _statement_writer(request, incident_id)
+    statement = _statement_for(request, incident, statement_id)
+    with timezone.override(incident.city.zone):
+        form = StatementConfirmForm(request.POST)
+        result, status = _service_call(
+            form, lambda: step(statement_id=statement.pk, user=_signed_in(request))
+        )
+        if result is not None:
+            messages.success(request, done)
+            return _to_statement(incident, statement)
+        statement = _statement_for(request, incident, statement_id)
+        return _statement_page(request, incident, statement, action_form=form, status=status)
+
+
+@login_required
+@require_POST
+def statement_publish_page(
+    request: HttpRequest, incident_id: int, statement_id: int
+) -> HttpResponse:
+    """Publish as the public line (409, naming the partners, while approvals are missing)."""
+    return _statement_step(
+        request, incident_id, statement_id, statement_publish, "Published as the public line."
+    )
+
+
+@login_required
+@require_POST
+def statement_withdraw_page(
+    request: HttpRequest, incident_id: int, statement_id: int
+) -> HttpResponse:
+    return _statement_step(
+        request, incident_id, statement_id, statement_withdraw, "Draft withdrawn."
+    )
+
+
+# --- the public page and feed (no sign-in) --------------------------------------------------------
+
+PUBLIC_STATEMENTS_SHOWN = 50
+
+
+def _public_city(city_code: str) -> City:
+    return get_object_or_404(City, code=city_code.upper())
+
+
+def public_statements_of(city: City):
+    """What the public page and feed show: published statements of real incidents of the city,
+    newest first. Only fields a press release carries are read from them."""
+    return (
+        PublicStatement.objects.published()
+        .filter(incident__city=city)
+        .select_related("current_version", "owner_agency", "incident__city")[
+            :PUBLIC_STATEMENTS_SHOWN
+        ]
+    )
+
+
+@require_safe
+def public_statements(request: HttpRequest, city_code: str) -> HttpResponse:
+    """The city's public statements, for anyone: the current lines first in time order, each
+    superseded one marked as such. Exercises never appear here."""
+    city = _public_city(city_code)
+    with timezone.override(city.zone):
+        return render(
+            request,
+            "public/statements.html",
+            {"city": city, "statements": list(public_statements_of(city))},
+        )
+
+
+class PublicStatementsFeed(Feed):
+    """The same statements as an Atom 1.0 feed."""
+
+    feed_type = Atom1Feed
+
+    def get_object(self, request: HttpRequest, city_code: str) -> City:
+        return _public_city(city_code)
+
+    def title(self, city: City) -> str:
+        return f"Public statements: {city.name}"
+
+    def link(self, city: City) -> str:
+        return reverse("public-statements", kwargs={"city_code": city.code.lower()})
+
+    def subtitle(self, city: City) -> str:
+        return f"Statements agreed by the partner agencies of {city.name}, newest first."
+
+    def items(self, city: City):
+        return public_statements_of(city)
+
+    def item_title(self, item: PublicStatement) -> str:
+        headline = item.current_version.headline if item.current_version else ""
+        prefix = "[Superseded] " if item.status == StatementStatus.SUPERSEDED else ""
+        return f"{prefix}{headline}"
+
+    def item_description(self, item: PublicStatement) -> str:
+        return item.current_version.body if item.current_version else ""
+
+    def item_link(self, item: PublicStatement) -> str:
+        page = reverse("public-statements", kwargs={"city_code": item.incident.city.code.lower()})
+        return f"{page}#statement-{item.pk}"
+
+    def item_guid(self, item: PublicStatement) -> str:
+        return f"urn:ctpn:statement:{item.pk}"
+
+    def item_guid_is_permalink(self, item: PublicStatement) -> bool:
+        return False
+
+    def item_pubdate(self, item: PublicStatement):
+        return item.published_at
+
+    def item_updateddate(self, item: PublicStatement):
+        return item.superseded_at or item.published_at
+
+    def item_author_name(self, item: PublicStatement) -> str:
+        return item.owner_agency.name
+
+
+# --- situation briefs (IIMARCH) -------------------------------------------------------------------
+
+
+def _brief_writer(request: HttpRequest, incident_id: int) -> Incident:
+    from incidents.views import writer_incident
+
+    return writer_incident(request, incident_id, Capability.LOG_WRITE)
+
+
+def _can_write_briefs(request: HttpRequest, incident: Incident) -> bool:
+    return (
+        incident.status != "closed"
+        and _participates(request.user, incident)
+        and user_can(request.user, Capability.LOG_WRITE)
+        and getattr(request.user, "agency_id", None) is not None
+    )
+
+
+def _brief_for(request: HttpRequest, incident: Incident, brief_id: int) -> Brief:
+    return get_object_or_404(
+        Brief.objects.visible_to(request.user)
+        .filter(incident=incident)
+        .select_related("author", "author_agency", "issued_by", "previous"),
+        pk=brief_id,
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def briefs_page(request: HttpRequest, incident_id: int) -> HttpResponse:
+    """The incident's situation briefs, and a form to generate a new draft."""
+    incident = _incident_page(request, incident_id)
+    can_write = _can_write_briefs(request, incident)
+    with timezone.override(incident.city.zone):
+        form = BriefGenerateForm(request.POST or None)
+        status = 200
+        if request.method == "POST":
+            _brief_writer(request, incident_id)
+            brief, status = _service_call(
+                form,
+                lambda: brief_generate(
+                    incident_id=incident.pk, user=_signed_in(request), **form.cleaned_data
+                ),
+            )
+            if brief is not None:
+                messages.success(request, "Draft brief generated; edit it, then issue it.")
+                return redirect("brief", incident_id=incident.pk, brief_id=brief.pk)
+        briefs = (
+            Brief.objects.visible_to(request.user)
+            .filter(incident=incident)
+            .select_related("author", "author_agency")
+            .order_by("-created_at", "-pk")
+        )
+        return render(
+            request,
+            "comms/briefs_list.html",
+            {"incident": incident, "briefs": briefs, "form": form, "can_write": can_write},
+            status=status,
+        )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def brief_page(request: HttpRequest, incident_id: int, brief_id: int) -> HttpResponse:
+    """One brief; a draft can be edited here."""
+    incident = _incident_page(request, incident_id)
+    brief = _brief_for(request, incident, brief_id)
+    can_write = _can_write_briefs(request, incident) and brief.status == BriefStatus.DRAFT
+    with timezone.override(incident.city.zone):
+        initial = {name: getattr(brief, name) for name, _ in BRIEF_SECTIONS}
+        form = BriefEditForm(request.POST or None, initial=initial)
+        status = 200
+        if request.method == "POST":
+            _brief_writer(request, incident_id)
+            result, status = _service_call(
+                form,
+                lambda: brief_update(
+                    brief_id=brief.pk, user=_signed_in(request), **form.cleaned_data
+                ),
+            )
+            if result is not None:
+                messages.success(request, "Draft brief saved.")
+                return redirect("brief", incident_id=incident.pk, brief_id=brief.pk)
+            brief = _brief_for(request, incident, brief_id)
+        return render(
+            request,
+            "comms/briefs_detail.html",
+            {
+                "incident": incident,
+                "brief": brief,
+                "sections": [(label, getattr(brief, name)) for name, label in BRIEF_SECTIONS],
+                "form": form,
+                "can_write": can_write,
+            },
+            status=status,
+        )
+
+
+@login_required
+@require_POST
+def brief_issue_page(request: HttpRequest, incident_id: int, brief_id: int) -> HttpResponse:
+    """Issue a draft: numbered and frozen (409 if it already is)."""
+    incident = _brief_writer(request, incident_id)
+    brief = _brief_for(request, incident, brief_id)
+    with timezone.override(incident.city.zone):
+        form = StatementConfirmForm(request.POST)
+        result, status = _service_call(
+            form, lambda: brief_issue(brief_id=brief.pk, user=_signed_in(request))
+        )
+        if result is not None:
+            messages.success(request, f"Brief {result.number} issued.")
+            return redirect("brief", incident_id=incident.pk, brief_id=brief.pk)
+        return render(
+            request,
+            "comms/briefs_detail.html",
+            {
+                "incident": incident,
+                "brief": brief,
+                "sections": [(label, getattr(brief, name)) for name, label in BRIEF_SECTIONS],
+                "form": form,
+                "can_write": False,
+            },
+            status=status,
+        )
+
+
+@login_required
+@require_GET
+def brief_changes_page(request: HttpRequest, incident_id: int, brief_id: int) -> HttpResponse:
+    """What changed since the previous issued brief: for the start of a strategic meeting."""
+    incident = _incident_page(request, incident_id)
+    brief = _brief_for(request, incident, brief_id)
+    with timezone.override(incident.city.zone):
+        return render(
+            request,
+            "comms/briefs_changes.html",
+            {"incident": incident, "brief": brief, "changes": brief_changes(brief)},
+        )

@@ -32,6 +32,10 @@ class Capability(models.TextChoices):
     AUDIT_VIEW = "audit.view", "Read and export the city's security audit log"
     LESSON_WRITE = "lesson.write", "Hold debriefs, record observations and lessons; progress own"
     LESSON_OVERSEE = "lesson.oversee", "Oversee the city's lessons: assign, verify, share, import"
+    STATEMENT_WRITE = (
+        "statement.write",
+        "Draft, approve for one's agency and publish public statements",
+    )
 
 
 _COMMANDERS = {Role.STRATEGIC_COMMANDER, Role.TACTICAL_COMMANDER, Role.NEUTRAL_COMMANDER}
@@ -51,6 +55,7 @@ ROLE_CAPABILITIES: dict[str, set[str]] = {
     Capability.LESSON_WRITE: _COMMANDERS
     | {Role.LIAISON_OFFICER, Role.LOGGIST, Role.ADMINISTRATOR, Role.OVERSIGHT},
     Capability.LESSON_OVERSEE: {Role.OVERSIGHT, Role.ADMINISTRATOR, Role.NEUTRAL_COMMANDER},
+    Capability.STATEMENT_WRITE: {Role.COMMUNICATIONS_LEAD},
 }
 
 

@@ -312,6 +312,8 @@ SPECTACULAR_SETTINGS = {
         "TimelineCategoryEnum": "incidents.models.TimelineCategory",
         "MeetingStatusEnum": "coordination.models.MeetingStatus",
         "AttendanceEnum": "coordination.models.Attendance",
+        "OpenMarkingEnum": "comms.models.STATEMENT_MARKINGS",
+        "MarkingEnum": "coordination.markings.Marking",
     },
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
 }

@@ -15,6 +15,7 @@ from comms.api import (
     ShiftViewSet,
 )
 from comms.urls import api_urlpatterns as comms_api
+from comms.views import PublicStatementsFeed, public_statements
 from coordination import accounts, lesson_views
 from coordination import views as coordination_views
 from coordination.api import (
@@ -125,6 +126,17 @@ urlpatterns = [
         name="api-docs",
     ),
     path("", include("incidents.urls")),
+    # Public, no sign-in: the city's published statements (by the city's code, e.g. /public/sto/).
+    path(
+        "public/<slug:city_code>/statements/",
+        public_statements,
+        name="public-statements",
+    ),
+    path(
+        "public/<slug:city_code>/statements.atom",
+        PublicStatementsFeed(),
+        name="public-statements-feed",
+    ),
 ]
 
 # Every refused page request is recorded in the audit log.

@@ -14,6 +14,8 @@ from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory, force_authenticate
 from rest_framework.views import APIView
 
+from comms.briefs import brief_generate
+from comms.statements import statement_draft
 from coordination.lessons import debrief_create, observation_add
 from coordination.meetings import meeting_schedule
 from coordination.models import Action, Decision
@@ -84,6 +86,18 @@ def groups(pattern: URLPattern) -> set[str]:
     return set(pattern.pattern.regex.groupindex)
 
 
+# Write-only steps that take no body: publishing or withdrawing a statement, issuing a brief;
+# answering a statement is for communications leads (the commander gets 403).
+BODILESS_STEPS = {
+    "incident-statement-publish",
+    "incident-statement-withdraw",
+    "incident-statement-approve",
+    "incident-statement-request-changes",
+    "incident-statement-revise",
+    "incident-brief-issue",
+}
+
+
 def is_incident_scoped(pattern: URLPattern) -> bool:
     return "incident_pk" in groups(pattern) or (
         issubclass(view_class(pattern), IncidentViewSet) and "pk" in groups(pattern)
@@ -130,6 +144,9 @@ def populated_incident(incident, commander, liaison, fire):
         title="Strategic coordinating group",
         scheduled_at=timezone.now() + timedelta(hours=1),
     )
+    spokesperson = UserFactory(agency=commander.agency, roles=[Role.COMMUNICATIONS_LEAD])
+    statement_draft(incident_id=incident.pk, user=spokesperson, headline="Closed", body="Avoid.")
+    brief_generate(incident_id=incident.pk, user=commander)
     return incident
 
 
@@ -150,6 +167,9 @@ def test_a_member_reaches_every_incident_scoped_url(api, commander, populated_in
         elif name in NO_BODY:
             response = client.post(url, {})
             assert response.status_code in (200, 201), (name, url, response.status_code)
+        elif name in BODILESS_STEPS:  # the step itself (or the role's refusal), not a 404
+            response = client.post(url, {})
+            assert response.status_code in (200, 403, 409), (name, url, response.status_code)
         else:  # write-only, like transition: an empty body reaches the view's validation
             response = client.post(url, {})
             assert response.status_code == 400, (name, url, response.status_code)

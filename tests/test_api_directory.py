@@ -64,7 +64,11 @@ def test_me_tells_a_commander_their_roles_and_capabilities(api, commander, polic
         ),
         (
             [Role.ADMINISTRATOR],
-            [c for c in Capability.values if c != Capability.ACTIVATION_SEND],
+            [
+                c
+                for c in Capability.values
+                if c not in (Capability.ACTIVATION_SEND, Capability.STATEMENT_WRITE)
+            ],
         ),
         (
             [Role.OBSERVER, Role.LOGGIST, Role.DUTY_OFFICER],

@@ -276,6 +276,12 @@ RULES: dict[str, Rule] = {
     "incident-export-timeline": Rule("incident", shows="timeline"),
     "incident-export-actions": Rule("incident", shows="action"),
     "pages:incident-export-csv": Rule("export", shows="decision"),
+    # Public statements and situation briefs (open markings only: CLEAR, GREEN, AMBER)
+    "incident-statement-list": Rule("incident"),
+    "incident-brief-list": Rule("incident"),
+    "public-line-panel": Rule("incident"),
+    "statement-new": Rule("incident"),
+    "briefs": Rule("incident"),
 }
 DEBRIEF_ITEM = (
     "a debrief is AMBER for the incident's readers; tests/test_debriefs.py covers outsiders"
@@ -291,6 +297,40 @@ for _name in [
     "observation-lesson",
 ]:
     RULES.setdefault(_name, Rule(skip=DEBRIEF_ITEM))
+# Pages of the comms app are not namespaced but take ``incident_id`` like the incident pages.
+INCIDENT_ID_ROUTES = {"public-line-panel", "statement-new", "briefs", "debriefs"}
+STATEMENT_OR_BRIEF = (
+    "a statement or brief only ever carries an open marking and draws on none that is "
+    "restricted; need to know on them is tested in tests/test_statements.py and test_briefs.py"
+)
+for _name in [
+    "incident-statement-detail",
+    "incident-statement-revise",
+    "incident-statement-approve",
+    "incident-statement-request-changes",
+    "incident-statement-publish",
+    "incident-statement-withdraw",
+    "incident-brief-detail",
+    "incident-brief-issue",
+    "incident-brief-changes",
+    "statement",
+    "statement-revise",
+    "statement-review",
+    "statement-publish",
+    "statement-withdraw",
+    "brief",
+    "brief-issue",
+    "brief-changes",
+]:
+    RULES.setdefault(_name, Rule(skip=STATEMENT_OR_BRIEF))
+for _name in ["public-statements", "public-statements-feed"]:
+    RULES.setdefault(
+        _name,
+        Rule(
+            skip="public, no sign-in, only CLEAR published statements of real incidents; "
+            "searched for planted secrets in tests/test_statements_public.py"
+        ),
+    )
 for _name in [
     "agency-detail",
     "user-detail",
@@ -414,7 +454,11 @@ def requests_for(name: str, rule: Rule, world: World) -> list[tuple[str, str, st
     if rule.scope == "none":
         urls = [(reverse(name), "")]
     elif rule.scope == "incident":
-        key = "incident_id" if name.startswith("pages:") or name == "debriefs" else "incident_pk"
+        key = (
+            "incident_id"
+            if name.startswith("pages:") or name in INCIDENT_ID_ROUTES
+            else "incident_pk"
+        )
         if name in ("incident-detail", "incident-transition"):
             key = "pk"
         urls = [(reverse(name, kwargs={key: incident}), "")]

@@ -47,6 +47,8 @@
     ["timeline.", ["timeline"]],
     ["lesson.", ["lessons"]],
     ["meeting.", ["meetings"]],
+    ["statement.", ["public-line"]],
+    ["brief.", ["public-line"]],
   ];
 
   var state = {
@@ -180,7 +182,7 @@
       case "meeting.started": return "Meeting started: " + (p.title || "");
       case "meeting.closed": return "Meeting closed: " + (p.title || "");
       case "meeting.updated": return "Meeting updated: " + (p.title || "");
-      default: return event.kind;
+      default: return p.summary || event.kind;
     }
   }
 

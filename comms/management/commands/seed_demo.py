@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from comms.demo import seed_rotas
+from comms.demo import COMMUNICATIONS_LEADS, seed_rotas, seed_statement
 from coordination.mfa import mfa_required
 from coordination.models import Agency, AgencyType, City, User
 from coordination.roles import Role
@@ -87,6 +87,10 @@ DUTY_USERS = [
     (username, first, last, agency, [Role.DUTY_OFFICER])
     for username, first, last, agency in DUTY_OFFICERS
 ]
+COMMS_USERS = [
+    (username, first, last, agency, [Role.COMMUNICATIONS_LEAD])
+    for username, first, last, agency in COMMUNICATIONS_LEADS
+]
 
 
 class Command(BaseCommand):
@@ -105,7 +109,7 @@ class Command(BaseCommand):
                     defaults={"name": name, "type": agency_type},
                 )
             users = {}
-            for username, first, last, agency, roles in [*USERS, *DUTY_USERS]:
+            for username, first, last, agency, roles in [*USERS, *DUTY_USERS, *COMMS_USERS]:
                 users[username] = self._user(username, first, last, agencies[agency], roles)
             platform = self._user("platform", "Platform", "Administrator", None, [])
             if not platform.is_superuser:
@@ -125,10 +129,11 @@ class Command(BaseCommand):
                 self.stdout.write(f"Created {exercise.reference} ({EXERCISE_TITLE}).")
             else:
                 self.stdout.write(f"Kept {exercise.reference}; demo data already loaded.")
+            seed_statement(incident=exercise, users=users)
 
         self.stdout.write("\nDemo logins (every password is the same):")
         self.stdout.write(f"  {'username':<14} {'password':<16} {'agency':<6} roles")
-        logins = [*USERS, *DUTY_USERS, ("platform", "", "", "-", [])]
+        logins = [*USERS, *DUTY_USERS, *COMMS_USERS, ("platform", "", "", "-", [])]
         for username, _first, _last, agency, roles in logins:
             role_names = ", ".join(roles) or "superuser (every city, Django admin)"
             self.stdout.write(f"  {username:<14} {DEMO_PASSWORD:<16} {agency:<6} {role_names}")
