@@ -130,14 +130,23 @@ class Server:
 
 
 def spawn(
-    args: Sequence[str], *, cpu: int | None = SERVER_CPU, env: dict[str, str] | None = None
+    args: Sequence[str],
+    *,
+    cpu: int | None = SERVER_CPU,
+    env: dict[str, str] | None = None,
+    stdout: Any = None,
 ) -> subprocess.Popen:
     """Start ``args`` in its own process group (so a stop reaches its children), pinned to ``cpu``."""
     command = list(args)
     if cpu is not None and cpu < cpus() and Path("/usr/bin/taskset").exists():
         command = ["/usr/bin/taskset", "-c", str(cpu), *command]
     return subprocess.Popen(  # noqa: S603  (our own interpreter and arguments)
-        command, cwd=ROOT, env=env or server_env(), start_new_session=True
+        command,
+        cwd=ROOT,
+        env=env or server_env(),
+        start_new_session=True,
+        stdout=stdout,
+        stderr=subprocess.STDOUT if stdout is not None else None,
     )
 
 
