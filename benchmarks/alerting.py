@@ -129,8 +129,9 @@ class Celery:
         self.processes.append(process)
         client = redis.Redis.from_url(self.env["REDIS_URL"])
         wait_for(
-            lambda: process.poll() is not None
-            or client.hexists(HEARTBEAT_KEY, f"worker:{hostname}"),
+            lambda: (
+                process.poll() is not None or client.hexists(HEARTBEAT_KEY, f"worker:{hostname}")
+            ),
             60,
         )
         if process.poll() is not None:

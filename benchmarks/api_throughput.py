@@ -59,7 +59,7 @@ def run_wrk(url: str, headers: dict[str, str], duration: int, connections: int) 
     command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
-    if common.LOAD_CPU < common.cpus():
+    if common.cpus() > common.LOAD_CPU:
         command = ["/usr/bin/taskset", "-c", str(common.LOAD_CPU), *command]
     output = subprocess.run(  # noqa: S603
         [*command, url], capture_output=True, text=True, timeout=duration + 30, check=True

@@ -72,7 +72,7 @@ def server_env(**extra: str) -> dict[str, str]:
         # A load test makes more requests than any person: the rates are not what is measured.
         API_THROTTLE_ANON="10000000/minute",
         API_THROTTLE_USER="10000000/minute",
-        API_THROTTLE_AUTH_TOKEN="10000000/minute",
+        API_THROTTLE_AUTH_TOKEN="10000000/minute",  # noqa: S106  (a rate, not a secret)
     )
     env.update(extra)
     return env
@@ -136,7 +136,7 @@ def spawn(
     env: dict[str, str] | None = None,
     stdout: Any = None,
 ) -> subprocess.Popen:
-    """Start ``args`` in its own process group (so a stop reaches its children), pinned to ``cpu``."""
+    """Start ``args`` in its own process group (a stop reaches its children), pinned to ``cpu``."""
     command = list(args)
     if cpu is not None and cpu < cpus() and Path("/usr/bin/taskset").exists():
         command = ["/usr/bin/taskset", "-c", str(cpu), *command]
@@ -293,6 +293,9 @@ class Seed:
 def seed_incident(tag: str) -> Seed:
     """A city, two agencies, a strategic commander with an API token and a signed-in session
     (second factor passed), and an open incident. ``tag`` keeps names unique per run."""
+    import random
+    import string
+
     from django.contrib.auth import SESSION_KEY
     from django.test import Client
     from django_otp import DEVICE_ID_SESSION_KEY
@@ -304,9 +307,6 @@ def seed_incident(tag: str) -> Seed:
     from coordination.services import user_set_roles
     from incidents.models import IncidentLevel, IncidentType
     from incidents.services import incident_open
-
-    import random
-    import string
 
     suffix = f"{tag}-{int(time.time() * 1000) % 10**9}"
     code = "BEN"
@@ -320,7 +320,9 @@ def seed_incident(tag: str) -> Seed:
         city=city, name=f"Fire {suffix}", short_name=f"F{suffix[-6:]}", type=AgencyType.FIRE_RESCUE
     )
     commander = User.objects.create_user(
-        username=f"gold-{suffix}", password="bench-only-password-1", agency=police
+        username=f"gold-{suffix}",
+        password="bench-only-password-1",
+        agency=police,  # noqa: S106
     )
     user_set_roles(target=commander, roles=[Role.STRATEGIC_COMMANDER])
     incident = incident_open(

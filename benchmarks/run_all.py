@@ -175,14 +175,14 @@ def machine() -> dict[str, str]:
 
 def fmt(value: Any, digits: int = 1) -> str:
     if value is None:
-        return "–"
+        return "-"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
 
 
 def mib(kib: Any) -> str:
-    return "–" if not kib else f"{kib / 1024:.0f}"
+    return "-" if not kib else f"{kib / 1024:.0f}"
 
 
 def fanout_rows(results: dict[str, dict]) -> tuple[list[str], dict[int, float]]:
@@ -199,12 +199,12 @@ def fanout_rows(results: dict[str, dict]) -> tuple[list[str], dict[int, float]]:
     for key, result in results.items():
         if result.get("benchmark") != "fanout":
             if key in ("raw", "platform") or key.startswith("stock"):
-                lines.append(f"| {key} | – | – | – | – | – | – | – | – | {result.get('error')} |")
+                lines.append(f"| {key} | - | - | - | - | - | - | - | - | {result.get('error')} |")
             continue
         for row in result["rows"]:
             lat = row["latency_ms"]
             base = raw_p99.get(row["clients"])
-            ratio = f"{lat['p99'] / base:.2f}×" if base and lat["p99"] is not None else "–"
+            ratio = f"{lat['p99'] / base:.2f}x" if base and lat["p99"] is not None else "-"
             lines.append(
                 f"| {result['label']} | {row['clients']} | {row['failed_connects']} | "
                 f"{fmt(lat['p50'])} | {fmt(lat['p95'])} | {fmt(lat['p99'])} | {fmt(lat['max'])} | "
@@ -227,13 +227,13 @@ def targets(results: dict[str, dict], raw_p99: dict[int, float]) -> list[str]:
     for n in (1000, 2000):
         row = row_at(platform_, n)
         if row is None or n not in raw_p99:
-            checks.append((f"fan-out p99 at {n} ≤ 1.25× raw, 0 lost", "not measured", None))
+            checks.append((f"fan-out p99 at {n} ≤ 1.25x raw, 0 lost", "not measured", None))
             continue
         ratio = row["latency_ms"]["p99"] / raw_p99[n]
         checks.append(
             (
-                f"fan-out p99 at {n} ≤ 1.25× raw, 0 lost",
-                f"{ratio:.2f}×, {row['lost']} lost",
+                f"fan-out p99 at {n} ≤ 1.25x raw, 0 lost",
+                f"{ratio:.2f}x, {row['lost']} lost",
                 ratio <= 1.25 and row["lost"] == 0,
             )
         )
@@ -314,7 +314,7 @@ def targets(results: dict[str, dict], raw_p99: dict[int, float]) -> list[str]:
         )
     lines = ["| target | measured | met |", "|---|---|---|"]
     for name, measured, met in checks:
-        mark = "–" if met is None else ("yes" if met else "**no**")
+        mark = "-" if met is None else ("yes" if met else "**no**")
         lines.append(f"| {name} | {measured} | {mark} |")
     return lines
 
@@ -375,8 +375,8 @@ def document(results: dict[str, dict], info: dict[str, str], started: datetime, 
         ]
         if killed:
             out.append(
-                f"| worker killed after {killed['accepted_before_kill']} accepted | – | "
-                f"{fmt(killed['last_s'], 3)} | – | {killed['lost']} | {killed['duplicates']} |"
+                f"| worker killed after {killed['accepted_before_kill']} accepted | - | "
+                f"{fmt(killed['last_s'], 3)} | - | {killed['lost']} | {killed['duplicates']} |"
             )
         out += [
             "",
@@ -395,7 +395,10 @@ def document(results: dict[str, dict], info: dict[str, str], started: datetime, 
         "",
     ]
     if "normal" in escalation:
-        out += ["| run | steps | early | min ms | p50 ms | p99 ms | max ms |", "|---|---|---|---|---|---|---|"]
+        out += [
+            "| run | steps | early | min ms | p50 ms | p99 ms | max ms |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for key, name in (("normal", "normal"), ("killed", "worker killed, sweep")):
             part = escalation.get(key)
             if part:
@@ -413,9 +416,9 @@ def document(results: dict[str, dict], info: dict[str, str], started: datetime, 
         "",
         "Decision-log page of 50 entries (token-authenticated) against a bare Django JSON view "
         "(`benchmarks/bench_urls.py`, only in the benchmark settings), same server process "
-        f"configuration ({api.get('server', '–')}, pinned to core 0), load generator "
-        f"{api.get('tool', '–')} on core 1, {api.get('connections', '–')} connections, "
-        f"{api.get('duration_s', '–')} s each.",
+        f"configuration ({api.get('server', '-')}, pinned to core 0), load generator "
+        f"{api.get('tool', '-')} on core 1, {api.get('connections', '-')} connections, "
+        f"{api.get('duration_s', '-')} s each.",
         "",
     ]
     if "page" in api:

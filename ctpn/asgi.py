@@ -5,6 +5,9 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ctpn.settings")
+# Under ASGI a kept database connection belongs to a thread that never serves another request:
+# connections would pile up under load until PostgreSQL refuses new ones (see settings).
+os.environ.setdefault("DATABASE_CONN_MAX_AGE", "0")
 # Django must be set up before anything imports models (the WebSocket routes do).
 django_asgi_app = get_asgi_application()
 
