@@ -321,8 +321,8 @@ def seed_incident(tag: str) -> Seed:
     )
     commander = User.objects.create_user(
         username=f"gold-{suffix}",
-        password="bench-only-password-1",
-        agency=police,  # noqa: S106
+        password="bench-only-password-1",  # noqa: S106
+        agency=police,
     )
     user_set_roles(target=commander, roles=[Role.STRATEGIC_COMMANDER])
     incident = incident_open(

@@ -482,6 +482,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--output", default=str(common.ROOT / "docs" / "performance.md"))
     parser.add_argument("--only", default="", help="comma-separated names to run")
+    parser.add_argument("--json", default="", help="also write every result to this file")
     args = parser.parse_args(argv)
     common.raise_open_files()
     for name in ("DATABASE_URL", "REDIS_URL"):
@@ -495,6 +496,8 @@ def main(argv: list[str] | None = None) -> None:
         if only and name not in only:
             continue
         results[name] = run_program(name, program, limit)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, sort_keys=True))
     text = document(results, machine(), started, args.quick)
     if args.output == "-":
         print(text)
