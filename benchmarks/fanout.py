@@ -224,12 +224,13 @@ async def main_async(args: argparse.Namespace, seed: common.Seed | None) -> dict
             api = common.start_uvicorn(cpu=common.LOAD_CPU)
             url = f"{server.ws_url}/ws/incidents/{seed.incident_id}/"
             headers = {"Cookie": seed.cookie, "Origin": server.url}
-            connection = http.client.HTTPConnection("127.0.0.1", api.port, timeout=30)
             path = f"/api/v1/incidents/{seed.incident_id}/decisions/"
             loop = asyncio.get_running_loop()
 
             def post(n: int) -> None:
                 body = json.dumps(common.decision_body(n))
+                # A new connection each time: the server closes idle ones between rounds.
+                connection = http.client.HTTPConnection("127.0.0.1", api.port, timeout=30)
                 connection.request(
                     "POST",
                     path,
@@ -241,6 +242,7 @@ async def main_async(args: argparse.Namespace, seed: common.Seed | None) -> dict
                 )
                 response = connection.getresponse()
                 data = response.read()
+                connection.close()
                 if response.status != 201:
                     raise RuntimeError(f"decision POST answered {response.status}: {data[:300]!r}")
 

@@ -5,19 +5,33 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ctpn.settings")
-# Under ASGI a kept database connection belongs to a thread that never serves another request:
-# connections would pile up under load until PostgreSQL refuses new ones (see settings).
-os.environ.setdefault("DATABASE_CONN_MAX_AGE", "0")
 # Django must be set up before anything imports models (the WebSocket routes do).
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.core.signals import request_finished  # noqa: E402
+from django.db import connections  # noqa: E402
 
 from comms.fanout import stop_hub  # noqa: E402
 from comms.presence import stop_presence  # noqa: E402
 from comms.routing import websocket_urlpatterns  # noqa: E402
+
+
+def http_connections_close(**kwargs) -> None:
+    """Close the database connections of an HTTP request that has finished.
+
+    Django runs each request's sync code in a thread of its own under ASGI, and sends
+    ``request_finished`` from that thread: a connection kept for reuse (``CONN_MAX_AGE``) would
+    be kept for a thread that never serves another request, and such connections pile up under
+    load until PostgreSQL refuses new ones. WebSocket consumers do not send the signal; their
+    database calls share long-lived threads and keep their connections.
+    """
+    connections.close_all()
+
+
+request_finished.connect(http_connections_close)
 
 
 async def lifespan(scope, receive, send) -> None:

@@ -147,9 +147,8 @@ TEMPLATES = [
     },
 ]
 
-# Seconds a database connection is kept for the next request or task. The ASGI entry point
-# (ctpn/asgi.py) sets 0: Django runs each request's sync code in a thread of its own there, so a
-# kept connection is never reused and every thread leaves one open until PostgreSQL refuses more.
+# Seconds a database connection is kept for the next task or WebSocket call. HTTP requests under
+# the ASGI server close theirs when they finish (ctpn/asgi.py says why).
 DATABASE_CONN_MAX_AGE = env_int("DATABASE_CONN_MAX_AGE", 60)
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=DATABASE_CONN_MAX_AGE)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
