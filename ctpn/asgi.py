@@ -3,6 +3,7 @@
 import os
 
 from django.core.asgi import get_asgi_application
+from django.core.handlers.asgi import ASGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ctpn.settings")
 # Django must be set up before anything imports models (the WebSocket routes do).
@@ -31,7 +32,8 @@ def http_connections_close(**kwargs) -> None:
     connections.close_all()
 
 
-request_finished.connect(http_connections_close)
+# Only requests served by Django's ASGI handler (the sender): not the test client's, nor WSGI's.
+request_finished.connect(http_connections_close, sender=ASGIHandler)
 
 
 async def lifespan(scope, receive, send) -> None:
