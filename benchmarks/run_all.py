@@ -520,7 +520,10 @@ def main(argv: list[str] | None = None) -> None:
         block = earlier.split("```json\n", 1)[1].split("\n```", 1)[0]
         when = re.search(r"Run: (\d{4}-\d\d-\d\d \d\d:\d\d) UTC", earlier)
         started = datetime.strptime(when.group(1), "%Y-%m-%d %H:%M") if when else datetime.now()
-        text = document(json.loads(block), machine(), started.replace(tzinfo=UTC), False, args.note)
+        results = json.loads(block)
+        if args.merge:
+            results.update(json.loads(Path(args.merge).read_text()))
+        text = document(results, machine(), started.replace(tzinfo=UTC), False, args.note)
         Path(args.output).write_text(text)
         return
     common.raise_open_files()
