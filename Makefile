@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # Extra arguments for pytest: make test ARGS="-k decision -x"
 ARGS ?=
 
-.PHONY: help venv run test lint fmt provision clean
+.PHONY: help venv run test lint fmt provision bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ fmt: venv ## Fix what ruff can fix and format the code
 
 provision: ## Start the test PostgreSQL and Redis, check they answer, stop them
 	@bash scripts/test.sh --provision-only
+
+bench: ## Run the benchmarks (about 10 minutes) and write docs/performance.md
+	@bash benchmarks/run.sh $(ARGS)
 
 clean: ## Remove caches (keeps .venv and the var/ data)
 	rm -rf .pytest_cache .ruff_cache staticfiles

@@ -1,10 +1,12 @@
 """REST endpoints for the directory (agencies, people), the decision log, actions, debriefs and
 lessons."""
 
+import hashlib
 import json
 from typing import Any
 
 from django.contrib.auth import authenticate
+from django.core.cache import cache
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -47,6 +49,7 @@ from .lessons import (
     lessons_import,
     observation_add,
 )
+from .markings import RESTRICTED
 from .meetings import (
     meeting_attendance_record,
     meeting_marking_change,
@@ -261,6 +264,17 @@ ChainReportSerializer = inline_serializer(
 )
 
 
+# How long a served page of a decision log is kept (a newer event makes it unused anyway).
+DECISION_PAGE_CACHE_SECONDS = 300
+
+
+def decision_page_key(
+    *, incident_id: int, last_event_seq: int, user_id: int, agency_id: int | None, query: str
+) -> str:
+    digest = hashlib.sha256(query.encode("utf-8")).hexdigest()[:32]
+    return f"decision-page:{incident_id}:{last_event_seq}:{user_id}:{agency_id}:{digest}"
+
+
 @extend_schema(parameters=[INCIDENT_PATH_PARAMETER])
 class DecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IncidentScopedViewSet):
     """The incident's joint decision log, oldest first. Append-only: corrections supersede."""
@@ -277,6 +291,42 @@ class DecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Incident
         "positions": Capability.LOG_WRITE,
         "marking": Capability.LOG_WRITE,
     }
+
+    def list(self, request, *args, **kwargs):
+        """A page of the log, served from the cache when this reader has read it before.
+
+        The log is append-only, and every change to an entry (a position, a marking change, a
+        superseding entry) appends an incident event: a page is the same for as long as the
+        incident's ``last_event_seq`` is. The key holds that number, the reader (their own
+        need-to-know: never shared between people) and the exact query. Pages showing a RED or
+        AMBER+STRICT entry are never cached, so that every read of one is audited.
+        """
+        incident = self.get_incident()
+        key = None
+        if request.accepted_renderer.format == "json":
+            key = decision_page_key(
+                incident_id=incident.pk,
+                last_event_seq=incident.last_event_seq,
+                user_id=request.user.pk,
+                agency_id=getattr(request.user, "agency_id", None),
+                query=request.build_absolute_uri(),
+            )
+            cached = cache.get(key)
+            if cached is not None:
+                return Response(cached)
+        self._page_restricted = False
+        response = super().list(request, *args, **kwargs)
+        if key is not None and response.status_code == 200 and not self._page_restricted:
+            cache.set(key, response.data, DECISION_PAGE_CACHE_SECONDS)
+        return response
+
+    def get_serializer(self, *args, **kwargs):
+        if args and kwargs.get("many"):
+            self._page_restricted = any(
+                (getattr(item, "marking_now", None) or item.marking) in RESTRICTED
+                for item in args[0]
+            )
+        return super().get_serializer(*args, **kwargs)
 
     def item_queryset(self, queryset):
         return (

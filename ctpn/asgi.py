@@ -3,6 +3,7 @@
 import os
 
 from django.core.asgi import get_asgi_application
+from django.core.handlers.asgi import ASGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ctpn.settings")
 # Django must be set up before anything imports models (the WebSocket routes do).
@@ -11,10 +12,28 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.core.signals import request_finished  # noqa: E402
+from django.db import connections  # noqa: E402
 
 from comms.fanout import stop_hub  # noqa: E402
 from comms.presence import stop_presence  # noqa: E402
 from comms.routing import websocket_urlpatterns  # noqa: E402
+
+
+def http_connections_close(**kwargs) -> None:
+    """Close the database connections of an HTTP request that has finished.
+
+    Django runs each request's sync code in a thread of its own under ASGI, and sends
+    ``request_finished`` from that thread: a connection kept for reuse (``CONN_MAX_AGE``) would
+    be kept for a thread that never serves another request, and such connections pile up under
+    load until PostgreSQL refuses new ones. WebSocket consumers do not send the signal; their
+    database calls share long-lived threads and keep their connections.
+    """
+    connections.close_all()
+
+
+# Only requests served by Django's ASGI handler (the sender): not the test client's, nor WSGI's.
+request_finished.connect(http_connections_close, sender=ASGIHandler)
 
 
 async def lifespan(scope, receive, send) -> None:

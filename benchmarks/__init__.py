@@ -1,0 +1,1 @@
+"""Benchmark programs of the platform (``make bench``); see docs/performance.md."""
