@@ -5,7 +5,13 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from . import views
-from .api import ActivationViewSet, AlertViewSet, SmsReceiptView
+from .api import (
+    ActivationViewSet,
+    AlertViewSet,
+    ExerciseViewSet,
+    ScenarioViewSet,
+    SmsReceiptView,
+)
 
 urlpatterns = [
     path("rotas/", views.rota_list, name="rotas"),
@@ -42,11 +48,24 @@ urlpatterns = [
     path("activations/new/", views.activation_new, name="activation-new"),
     path("activations/<int:activation_id>/", views.activation_board, name="activation"),
     path("health/", views.health, name="health"),
+    # Exercises
+    path("exercises/", views.exercise_list, name="exercises"),
+    path("exercises/scenarios/", views.scenario_list, name="exercise-scenarios"),
+    path("exercises/<int:run_id>/", views.exercise_detail, name="exercise"),
+    path("exercises/<int:run_id>/control/", views.exercise_control_view, name="exercise-control"),
+    path("exercises/<int:run_id>/report/", views.exercise_report, name="exercise-report"),
+    path(
+        "exercises/<int:run_id>/report.<str:fmt>",
+        views.exercise_report_export,
+        name="exercise-report-export",
+    ),
 ]
 
 router = SimpleRouter()
 router.register("activations", ActivationViewSet, basename="activation")
 router.register("alerts", AlertViewSet, basename="alert")
+router.register("scenarios", ScenarioViewSet, basename="scenario")
+router.register("exercises", ExerciseViewSet, basename="exercise")
 
 api_urlpatterns = [
     *router.urls,

@@ -28,6 +28,7 @@ class Capability(models.TextChoices):
     ROTA_MANAGE = "rota.manage", "Manage the city's on-call rotas, cover and escalation policies"
     ACTIVATION_SEND = "activation.send", "Send an activation alert to agencies' duty officers"
     AUDIT_VIEW = "audit.view", "Read and export the city's security audit log"
+    EXERCISE_DIRECT = "exercise.direct", "Write exercise scenarios and run exercises from them"
 
 
 _COMMANDERS = {Role.STRATEGIC_COMMANDER, Role.TACTICAL_COMMANDER, Role.NEUTRAL_COMMANDER}
@@ -41,6 +42,9 @@ ROLE_CAPABILITIES: dict[str, set[str]] = {
     Capability.ROTA_MANAGE: {Role.ADMINISTRATOR},
     Capability.ACTIVATION_SEND: _COMMANDERS | {Role.DUTY_OFFICER},
     Capability.AUDIT_VIEW: {Role.ADMINISTRATOR},
+    # Directing staff: the neutral commander chairs the cell being trained and administrators
+    # prepare the exercise programme. Sending an activation inject also needs activation.send.
+    Capability.EXERCISE_DIRECT: {Role.NEUTRAL_COMMANDER, Role.ADMINISTRATOR},
 }
 
 

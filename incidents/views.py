@@ -42,7 +42,7 @@ from .forms import (
     form_errors_from,
     recipients_add,
 )
-from .models import Incident, MethaneReport, TimelineEntry
+from .models import Incident, IncidentEvent, MethaneReport, TimelineEntry
 from .services import incident_transition, methane_submit, timeline_add
 
 # --- the incident list --------------------------------------------------------------------------
@@ -294,6 +294,22 @@ def _agencies(request: HttpRequest, incident: Incident, can: Abilities) -> dict[
     return {"agencies": sorted(incident.participating_agencies.all(), key=lambda a: a.short_name)}
 
 
+INJECTS_SHOWN = 50
+
+
+def _injects(request: HttpRequest, incident: Incident, can: Abilities) -> dict[str, Any]:
+    """An exercise's injects as the players received them: the ``exercise.inject`` events
+    (released by the exercise director's scenario), newest first."""
+    if not incident.is_exercise:
+        return {"injects": []}
+    events = (
+        IncidentEvent.objects.visible_to(request.user)
+        .filter(incident=incident, kind="exercise.inject")
+        .order_by("-seq")[:INJECTS_SHOWN]
+    )
+    return {"injects": list(events)}
+
+
 PANELS: dict[str, Callable[[HttpRequest, Incident, Abilities], dict[str, Any]]] = {
     "header": _header,
     "methane": _methane,
@@ -301,6 +317,7 @@ PANELS: dict[str, Callable[[HttpRequest, Incident, Abilities], dict[str, Any]]] 
     "actions": _actions,
     "timeline": _timeline,
     "agencies": _agencies,
+    "injects": _injects,
 }
 
 

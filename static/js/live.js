@@ -45,6 +45,7 @@
     ["decision.", ["decisions"]],
     ["action.", ["actions"]],
     ["timeline.", ["timeline"]],
+    ["exercise.", ["injects"]],
   ];
 
   var state = {
@@ -166,6 +167,13 @@
       case "action.updated":
         return "Action “" + (p.title || "") + "” is now " + (p.status || "?").replace("_", " ");
       case "timeline.added": return "Timeline: " + (p.text || "");
+      case "exercise.inject":
+        return "EXERCISE inject " + (p.position || "?") + ": " + (p.title || "") +
+          (p.text ? " — " + p.text : "");
+      case "exercise.started": return "EXERCISE started";
+      case "exercise.paused": return "EXERCISE paused";
+      case "exercise.resumed": return "EXERCISE resumed";
+      case "exercise.ended": return "EXERCISE ended";
       default: return event.kind;
     }
   }
