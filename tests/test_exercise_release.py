@@ -153,7 +153,10 @@ def test_ending_skips_what_is_left(
     run = exercise_control(run_id=run.pk, user=director, control="end")
 
     assert run.status == ExerciseStatus.ENDED
-    assert (run.ended_at, run.paused_total) == (START + timedelta(seconds=130), timedelta(seconds=30))
+    assert (run.ended_at, run.paused_total) == (
+        START + timedelta(seconds=130),
+        timedelta(seconds=30),
+    )
     assert [i.state for i in injects_of(run)] == [
         InjectState.RELEASED,
         InjectState.SKIPPED,
