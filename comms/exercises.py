@@ -37,7 +37,13 @@ from coordination.roles import Capability, user_can
 from coordination.validation import Errors, errors_raise, require, text_required
 from ctpn.errors import Conflict
 from incidents.events import event_append
-from incidents.models import Incident, IncidentLevel, IncidentType, TimelineCategory
+from incidents.models import (
+    Incident,
+    IncidentLevel,
+    IncidentStatus,
+    IncidentType,
+    TimelineCategory,
+)
 from incidents.services import incident_open, methane_submit, timeline_add
 
 from .models import (
@@ -538,6 +544,8 @@ def _apply(run: ExerciseRun, inject: ExerciseInject, now: datetime) -> None:
         with transaction.atomic():
             _apply_kind(run, inject, director)
             incident = Incident.objects.select_for_update().get(pk=run.incident_id)
+            if incident.status == IncidentStatus.CLOSED:
+                raise Conflict(f"{incident.reference} is closed; it accepts no further entries.")
             event = event_append(
                 incident=incident,
                 kind="exercise.inject",

@@ -573,6 +573,7 @@ class ScenarioInjectSerializer(serializers.Serializer):
 
 
 class ScenarioSerializer(serializers.ModelSerializer):
+    builtin_key = serializers.CharField(read_only=True, help_text="Empty for a city's own.")
     injects = serializers.SerializerMethodField()
     duration_seconds = serializers.SerializerMethodField()
 

@@ -307,6 +307,9 @@ SPECTACULAR_SETTINGS = {
         "AgencyTypeEnum": "coordination.models.AgencyType",
         "StanceEnum": "coordination.models.Stance",
         "ActivationStatusEnum": "comms.models.ActivationStatus",
+        "IncidentLevelEnum": "incidents.models.IncidentLevel",
+        "ContactKindEnum": "comms.models.ContactKind",
+        "InjectKindEnum": "comms.models.InjectKind",
     },
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
 }

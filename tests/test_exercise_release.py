@@ -11,6 +11,7 @@ from django.utils import timezone
 from comms.exercises import exercise_control, exercise_sweep, inject_release
 from comms.models import ExerciseInject, ExerciseStatus, InjectKind, InjectState
 from incidents.models import IncidentEvent, MethaneReport, TimelineEntry
+from incidents.services import incident_transition
 
 from .exercising import director_of, message, run_of, scheduled_releases, three_injects
 
@@ -186,3 +187,18 @@ def test_an_inject_the_services_refuse_fails_with_the_reason_and_the_others_go_o
     assert "Not taking part in this exercise: TRN" in failed.failure_reason
     assert released.state == InjectState.RELEASED
     assert not run.incident.activations.exists()
+
+
+def test_no_inject_is_released_into_a_closed_incident(
+    clock, director, fire, django_capture_on_commit_callbacks, alerting_broker
+):
+    run = run_of(director, [message(10, "Too late")], [fire])
+    start(run, director, django_capture_on_commit_callbacks)
+    incident_transition(incident_id=run.incident_id, user=director, to="closed")
+    at(clock, 10)
+    assert exercise_sweep() == 1
+
+    [inject] = injects_of(run)
+    assert inject.state == InjectState.FAILED
+    assert inject.failure_reason.endswith("is closed; it accepts no further entries.")
+    assert not IncidentEvent.objects.filter(kind="exercise.inject").exists()
