@@ -558,6 +558,30 @@ def board_messages(
 # ================================================================================================
 
 
+class InjectContentSerializer(serializers.Serializer):
+    """The fields an inject's content may carry; which ones a kind needs, and their values, are
+    checked by the service (``comms.exercises``), which names the inject and field at fault."""
+
+    major_incident_declared = serializers.BooleanField(required=False)
+    exact_location = serializers.CharField(required=False, allow_blank=True)
+    incident_type = serializers.CharField(required=False, allow_blank=True)
+    hazards = serializers.CharField(required=False, allow_blank=True)
+    access = serializers.CharField(required=False, allow_blank=True)
+    casualties_fatal = serializers.IntegerField(required=False, allow_null=True)
+    casualties_p1 = serializers.IntegerField(required=False, allow_null=True)
+    casualties_p2 = serializers.IntegerField(required=False, allow_null=True)
+    casualties_p3 = serializers.IntegerField(required=False, allow_null=True)
+    casualties_notes = serializers.CharField(required=False, allow_blank=True)
+    emergency_services_present = serializers.CharField(required=False, allow_blank=True)
+    emergency_services_required = serializers.CharField(required=False, allow_blank=True)
+    text = serializers.CharField(required=False, allow_blank=True)
+    category = serializers.CharField(required=False, allow_blank=True)
+    sender = serializers.CharField(required=False, allow_blank=True)
+    message = serializers.CharField(required=False, allow_blank=True)
+    urgency = serializers.CharField(required=False, allow_blank=True)
+    agencies = serializers.ListField(child=serializers.CharField(), required=False)
+
+
 class ScenarioInjectSerializer(serializers.Serializer):
     """One timed inject. ``content`` by kind: ``methane``: the M/ETHANE fields
     (``major_incident_declared``, ``exact_location``, ``incident_type``, ``hazards``,
@@ -569,7 +593,7 @@ class ScenarioInjectSerializer(serializers.Serializer):
     offset_seconds = serializers.IntegerField(min_value=0)
     kind = serializers.ChoiceField(choices=InjectKind.choices)
     title = serializers.CharField(max_length=200)
-    content = serializers.JSONField(required=False, default=dict)
+    content = InjectContentSerializer(required=False)
 
 
 class ScenarioSerializer(serializers.ModelSerializer):
@@ -628,10 +652,12 @@ class ScenarioInputSerializer(serializers.Serializer):
     injects = ScenarioInjectSerializer(many=True, allow_empty=True)
 
     def validate_injects(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [dict(inject) for inject in value]
+        return [{**inject, "content": dict(inject.get("content") or {})} for inject in value]
 
 
 class ExerciseInjectSerializer(serializers.ModelSerializer):
+    content = InjectContentSerializer(read_only=True)
+
     class Meta:
         model = ExerciseInject
         fields = [
