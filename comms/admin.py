@@ -12,6 +12,7 @@ from django.http import HttpRequest
 
 from coordination.admin import ReadOnlyAdmin, ReadOnlyInline
 
+from .exercises import inject_content_clean
 from .models import (
     Acknowledgement,
     Activation,
@@ -21,11 +22,15 @@ from .models import (
     DeliveryAttempt,
     EscalationPolicy,
     EscalationStep,
+    ExerciseInject,
+    ExerciseRun,
     Notification,
     PublicStatement,
     ResponderGroup,
     Rota,
     RotaOverride,
+    Scenario,
+    ScenarioInject,
     Shift,
     StatementReview,
     StatementVersion,
@@ -381,3 +386,82 @@ class BriefAdmin(_ReadOnly, admin.ModelAdmin):
     list_select_related = ["incident", "author_agency"]
     search_fields = ["incident__reference"]
     raw_id_fields = ["incident", "author", "issued_by", "previous"]
+
+
+# --- Exercises ---------------------------------------------------------------------------------
+
+
+class ScenarioInjectForm(forms.ModelForm):
+    """An inject edited in the admin is checked exactly as one sent to the API."""
+
+    class Meta:
+        model = ScenarioInject
+        fields = ["offset_seconds", "kind", "title", "content"]
+
+    def clean(self) -> dict:
+        cleaned = super().clean() or {}
+        kind, content = cleaned.get("kind"), cleaned.get("content")
+        if kind is not None:
+            problems: list[str] = []
+            cleaned["content"] = inject_content_clean(kind, content or {}, problems)
+            if problems:
+                raise ValidationError({"content": problems})
+        return cleaned
+
+
+class ScenarioInjectInline(admin.TabularInline):
+    model = ScenarioInject
+    form = ScenarioInjectForm
+    extra = 1
+
+
+@admin.register(Scenario)
+class ScenarioAdmin(admin.ModelAdmin):
+    list_display = ["name", "city", "incident_type", "builtin_key", "updated_at"]
+    list_filter = ["city"]
+    search_fields = ["name", "description"]
+    readonly_fields = ["created_by", "created_at", "updated_at"]
+    inlines = [ScenarioInjectInline]
+
+
+@admin.register(ScenarioInject)
+class ScenarioInjectAdmin(admin.ModelAdmin):
+    form = ScenarioInjectForm
+    list_display = ["scenario", "offset_seconds", "kind", "title"]
+    list_filter = ["kind", "scenario"]
+
+
+_RUN_INJECT_FIELDS: tuple[str, ...] = (
+    "position",
+    "offset_seconds",
+    "kind",
+    "title",
+    "state",
+    "due_at",
+    "released_at",
+    "failure_reason",
+    "event_seq",
+)
+
+
+class ExerciseInjectInline(_ReadOnly, admin.TabularInline):
+    model = ExerciseInject
+    fields = readonly_fields = _RUN_INJECT_FIELDS
+    extra = 0
+
+
+@admin.register(ExerciseRun)
+class ExerciseRunAdmin(_ReadOnly, admin.ModelAdmin):
+    """Runs change only through the director's controls (their releases are scheduled)."""
+
+    list_display = ["id", "incident", "scenario", "director", "status", "started_at", "ended_at"]
+    list_filter = ["status"]
+    list_select_related = ["incident", "scenario", "director"]
+    inlines = [ExerciseInjectInline]
+
+
+@admin.register(ExerciseInject)
+class ExerciseInjectAdmin(_ReadOnly, admin.ModelAdmin):
+    list_display = ["id", "run", "position", "kind", "title", "state", "due_at", "released_at"]
+    list_filter = ["state", "kind"]
+    list_select_related = ["run"]

@@ -31,6 +31,8 @@ from ctpn.throttling import ScopedRateThrottle
 from incidents.api import INCIDENT_PATH_PARAMETER, IncidentScopedViewSet
 
 from .briefs import brief_changes, brief_generate, brief_issue, brief_update
+from .exercises import exercise_control, exercise_create, scenario_delete, scenario_save
+from .metrics import exercise_metrics
 from .models import (
     Activation,
     AnsweredVia,
@@ -38,11 +40,13 @@ from .models import (
     Channel,
     ContactMethod,
     EscalationPolicy,
+    ExerciseRun,
     Notification,
     PublicStatement,
     ResponderGroup,
     Rota,
     RotaOverride,
+    Scenario,
     Shift,
 )
 from .rotas import on_call, on_call_next
@@ -64,6 +68,8 @@ from .serializers import (
     ContactMethodSerializer,
     ContactMethodWithOwnerSerializer,
     EscalationPolicySerializer,
+    ExerciseCreateSerializer,
+    ExerciseRunSerializer,
     OnCallQuerySerializer,
     OnCallSerializer,
     OverrideInputSerializer,
@@ -71,6 +77,8 @@ from .serializers import (
     PublicStatementSerializer,
     ResponderGroupSerializer,
     RotaSerializer,
+    ScenarioInputSerializer,
+    ScenarioSerializer,
     ShiftInputSerializer,
     ShiftSerializer,
     SmsReceiptSerializer,
@@ -749,3 +757,144 @@ class BriefViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IncidentSco
         """What changed since the previous issued brief."""
         brief = self.get_object()
         return Response(BriefChangesSerializer(brief_changes(brief)).data)
+
+
+# ================================================================================================
+# Exercises
+# ================================================================================================
+
+
+class ScenarioViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Exercise scenarios of the caller's city (directing staff only: players must not read the
+    script). ``PUT`` replaces a scenario's content, its injects included."""
+
+    serializer_class = ScenarioSerializer
+    lookup_value_regex = "[0-9]+"
+    required_capabilities = {
+        "list": Capability.EXERCISE_DIRECT,
+        "retrieve": Capability.EXERCISE_DIRECT,
+        "create": Capability.EXERCISE_DIRECT,
+        "update": Capability.EXERCISE_DIRECT,
+        "destroy": Capability.EXERCISE_DIRECT,
+    }
+
+    def get_queryset(self) -> QuerySet[Scenario]:
+        return (
+            Scenario.objects.visible_to(self.request.user)
+            .prefetch_related("injects")
+            .order_by("name", "id")
+        )
+
+    @extend_schema(request=ScenarioInputSerializer, responses={201: ScenarioSerializer})
+    def create(self, request):
+        data = validated(ScenarioInputSerializer, request)
+        scenario = scenario_save(user=request.user, **data)
+        return Response(
+            self.get_serializer(self.get_queryset().get(pk=scenario.pk)).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+    @extend_schema(request=ScenarioInputSerializer, responses={200: ScenarioSerializer})
+    def update(self, request, pk=None):
+        scenario = self.get_object()
+        data = validated(ScenarioInputSerializer, request)
+        scenario_save(user=request.user, scenario_id=scenario.pk, **data)
+        return Response(self.get_serializer(self.get_queryset().get(pk=scenario.pk)).data)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request, pk=None):
+        scenario = self.get_object()
+        scenario_delete(user=request.user, scenario_id=scenario.pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ExerciseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Exercises whose incident the caller may see. Directing staff create one from a scenario
+    (it opens an exercise incident) and start, pause, resume and end it; a control the state
+    refuses answers 409 with the reason and ``allowed``."""
+
+    serializer_class = ExerciseRunSerializer
+    lookup_value_regex = "[0-9]+"
+    filterset_fields = ["status", "scenario", "incident"]
+    required_capabilities = {
+        "list": Capability.VIEW,
+        "retrieve": Capability.VIEW,
+        "report": Capability.VIEW,
+        "create": Capability.EXERCISE_DIRECT,
+        "start": Capability.EXERCISE_DIRECT,
+        "pause": Capability.EXERCISE_DIRECT,
+        "resume": Capability.EXERCISE_DIRECT,
+        "end": Capability.EXERCISE_DIRECT,
+    }
+
+    def check_permissions(self, request) -> None:
+        # Visibility before capability: 404 for an exercise the caller may not see, never 403.
+        if "pk" in self.kwargs and request.user.is_authenticated:
+            self.get_object()
+        super().check_permissions(request)
+
+    def get_object(self) -> ExerciseRun:
+        if not hasattr(self, "_object"):
+            self._object = super().get_object()
+        return self._object
+
+    def get_queryset(self) -> QuerySet[ExerciseRun]:
+        return (
+            ExerciseRun.objects.visible_to(self.request.user)
+            .select_related("incident", "scenario", "director")
+            .order_by("-created_at", "-id")
+        )
+
+    @extend_schema(request=ExerciseCreateSerializer, responses={201: ExerciseRunSerializer})
+    def create(self, request):
+        data = validated(ExerciseCreateSerializer, request)
+        run = exercise_create(
+            user=request.user,
+            scenario_id=data["scenario"].pk,
+            participating_agencies=data.get("participating_agencies", []),
+            lead_agency=data["lead_agency"],
+            title=data["title"],
+        )
+        return Response(
+            self.get_serializer(self.get_queryset().get(pk=run.pk)).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+    def _control(self, request, control: str) -> Response:
+        run = self.get_object()
+        exercise_control(run_id=run.pk, user=request.user, control=control)
+        return Response(self.get_serializer(self.get_queryset().get(pk=run.pk)).data)
+
+    @extend_schema(request=None, responses=ExerciseRunSerializer)
+    @action(detail=True, methods=["post"])
+    def start(self, request, pk=None):
+        """Start: every inject becomes due at start + its offset."""
+        return self._control(request, "start")
+
+    @extend_schema(request=None, responses=ExerciseRunSerializer)
+    @action(detail=True, methods=["post"])
+    def pause(self, request, pk=None):
+        """Pause: nothing is released until the exercise resumes."""
+        return self._control(request, "pause")
+
+    @extend_schema(request=None, responses=ExerciseRunSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        """Resume: pending injects become due later by the time spent paused."""
+        return self._control(request, "resume")
+
+    @extend_schema(request=None, responses=ExerciseRunSerializer)
+    @action(detail=True, methods=["post"])
+    def end(self, request, pk=None):
+        """End: injects not yet released never will be. Final."""
+        return self._control(request, "end")
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"])
+    def report(self, request, pk=None):
+        """The exercise's metrics (the same as the report page and its CSV)."""
+        return Response(exercise_metrics(run=self.get_object(), user=request.user).as_dict())

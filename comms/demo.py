@@ -9,10 +9,12 @@ from datetime import datetime, time, timedelta
 
 from django.utils import timezone
 
-from coordination.models import Agency, User
+from coordination.models import Agency, City, User
 from coordination.roles import Role
 
-from .models import ContactKind, ContactMethod, Rota, StepTarget, Tier
+from .exercises import scenario_builtin_load
+from .models import ContactKind, ContactMethod, Rota, Scenario, StepTarget, Tier
+from .scenario_data import BUILTIN_SCENARIOS
 from .services import (
     StepSpec,
     contact_method_create,
@@ -140,3 +142,8 @@ def seed_statement(*, incident, users: Mapping[str, User]) -> None:
     statement_approve(statement_id=statement.pk, user=fire)
     statement_approve(statement_id=statement.pk, user=city)
     statement_publish(statement_id=statement.pk, user=police)
+
+
+def seed_scenarios(*, city: City) -> list[tuple[Scenario, bool]]:
+    """Load the scenarios the platform ships into ``city``; ones already there are kept."""
+    return [scenario_builtin_load(city=city, data=data) for data in BUILTIN_SCENARIOS]

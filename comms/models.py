@@ -13,11 +13,15 @@ from .querysets import (
     BriefQuerySet,
     ContactMethodQuerySet,
     EscalationPolicyQuerySet,
+    ExerciseInjectQuerySet,
+    ExerciseRunQuerySet,
     NotificationQuerySet,
     PublicStatementQuerySet,
     ResponderGroupQuerySet,
     RotaItemQuerySet,
     RotaQuerySet,
+    ScenarioInjectQuerySet,
+    ScenarioQuerySet,
     StatementItemQuerySet,
 )
 
@@ -795,3 +799,175 @@ class Brief(models.Model):
 
     def __str__(self) -> str:
         return f"Brief {self.number}" if self.number else f"Draft brief {self.pk}"
+
+
+# =================================================================================================
+# Exercises: scenarios of timed injects, and exercise runs that release them
+# =================================================================================================
+
+
+class InjectKind(models.TextChoices):
+    METHANE = "methane", "New M/ETHANE report"
+    TIMELINE = "timeline", "Timeline entry"
+    MESSAGE = "message", "Message to the cell"
+    ACTIVATION = "activation", "Activation alert"
+
+
+class Scenario(models.Model):
+    """The reusable script of a table-top exercise: a situation and its timed injects (new
+    M/ETHANE reports, timeline entries, messages to the cell, activation alerts), each at an
+    offset from the start of the exercise. It belongs to a city's exercise programme."""
+
+    city = models.ForeignKey("coordination.City", on_delete=models.PROTECT, related_name="+")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, help_text="The situation, for directing staff.")
+    incident_title = models.CharField(
+        max_length=200, help_text="Title of the exercise incident each run opens."
+    )
+    incident_type = models.CharField(max_length=40, default="marauding_terrorist_attack")
+    incident_level = models.PositiveSmallIntegerField(default=3)
+    location_description = models.CharField(max_length=300, blank=True)
+    builtin_key = models.SlugField(
+        max_length=60, blank=True, help_text="Set on the scenarios the platform ships."
+    )
+    created_by = models.ForeignKey(
+        "coordination.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ScenarioQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["city", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["city", "name"], name="scenario_unique_name_per_city"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def duration_seconds(self) -> int:
+        return max((inject.offset_seconds for inject in self.injects.all()), default=0)
+
+
+class ScenarioInject(models.Model):
+    """One timed inject of a scenario: what happens ``offset_seconds`` after the exercise starts.
+
+    ``content`` holds the fields of its kind: M/ETHANE fields for a report, ``text`` (and
+    ``category``) for a timeline entry, ``text`` (and ``sender``) for a message to the cell, and
+    ``message``, ``agencies`` (short names; empty: every participating agency) and ``urgency``
+    for an activation alert.
+    """
+
+    scenario = models.ForeignKey(Scenario, on_delete=models.CASCADE, related_name="injects")
+    offset_seconds = models.PositiveIntegerField(help_text="Seconds after the exercise starts.")
+    kind = models.CharField(max_length=16, choices=InjectKind.choices)
+    title = models.CharField(max_length=200, help_text="What directing staff call it.")
+    content = models.JSONField(default=dict, blank=True)
+
+    objects = ScenarioInjectQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["scenario", "offset_seconds", "id"]
+
+    def __str__(self) -> str:
+        return f"+{self.offset_seconds}s {self.get_kind_display()}: {self.title}"
+
+
+class ExerciseStatus(models.TextChoices):
+    READY = "ready", "Ready to start"
+    RUNNING = "running", "Running"
+    PAUSED = "paused", "Paused"
+    ENDED = "ended", "Ended"
+
+
+# What each exercise status may move to, and by which control.
+EXERCISE_TRANSITIONS: dict[str, dict[str, str]] = {
+    ExerciseStatus.READY: {"start": ExerciseStatus.RUNNING, "end": ExerciseStatus.ENDED},
+    ExerciseStatus.RUNNING: {"pause": ExerciseStatus.PAUSED, "end": ExerciseStatus.ENDED},
+    ExerciseStatus.PAUSED: {"resume": ExerciseStatus.RUNNING, "end": ExerciseStatus.ENDED},
+    ExerciseStatus.ENDED: {},
+}
+
+
+class ExerciseRun(models.Model):
+    """One run of a scenario: an exercise incident (marked EXERCISE everywhere) whose injects
+    are released on time while the exercise director runs, pauses, resumes and ends it.
+
+    An inject is due at start + offset + the time the exercise spent paused before it.
+    """
+
+    scenario = models.ForeignKey(Scenario, on_delete=models.PROTECT, related_name="runs")
+    incident = models.OneToOneField(
+        "incidents.Incident", on_delete=models.PROTECT, related_name="exercise_run"
+    )
+    director = models.ForeignKey(
+        "coordination.User", on_delete=models.PROTECT, related_name="exercises_directed"
+    )
+    status = models.CharField(
+        max_length=16, choices=ExerciseStatus.choices, default=ExerciseStatus.READY
+    )
+    created_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True, help_text="Start of the current pause.")
+    paused_total = models.DurationField(
+        default=timedelta(0), help_text="Time spent paused, over all finished pauses."
+    )
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ExerciseRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"EXERCISE {self.scenario} ({self.get_status_display()})"
+
+    @property
+    def allowed_controls(self) -> list[str]:
+        return list(EXERCISE_TRANSITIONS[self.status])
+
+
+class InjectState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RELEASED = "released", "Released"
+    FAILED = "failed", "Could not be released"
+    SKIPPED = "skipped", "Not released (exercise ended)"
+
+
+class ExerciseInject(models.Model):
+    """An inject of one exercise run: a copy of the scenario's inject taken when the run was
+    created (editing the scenario later does not change a run), with its due instant and what
+    became of it."""
+
+    run = models.ForeignKey(ExerciseRun, on_delete=models.CASCADE, related_name="injects")
+    position = models.PositiveSmallIntegerField(help_text="Order of release, from 1.")
+    offset_seconds = models.PositiveIntegerField()
+    kind = models.CharField(max_length=16, choices=InjectKind.choices)
+    title = models.CharField(max_length=200)
+    content = models.JSONField(default=dict, blank=True)
+    state = models.CharField(
+        max_length=16, choices=InjectState.choices, default=InjectState.PENDING
+    )
+    due_at = models.DateTimeField(null=True, blank=True, help_text="Set when the run starts.")
+    released_at = models.DateTimeField(null=True, blank=True)
+    failure_reason = models.TextField(blank=True)
+    event_seq = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="The incident event that announced the release."
+    )
+
+    objects = ExerciseInjectQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["run", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "position"], name="exercise_inject_unique_position"
+            ),
+        ]
+        indexes = [models.Index(fields=["state", "due_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.position}. {self.title} ({self.state})"

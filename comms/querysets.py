@@ -154,3 +154,46 @@ class StatementItemQuerySet(IncidentOpenItemQuerySet):
 
 class BriefQuerySet(IncidentOpenItemQuerySet):
     pass
+
+
+# --- Exercises ---------------------------------------------------------------------------------
+
+
+class ScenarioQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "ScenarioQuerySet":
+        """Scenarios of the user's city, for directing staff only: a scenario is the script of an
+        exercise, and players who read it beforehand would train on nothing. Superusers: all."""
+        if not _is_reader(user):
+            return self.none()
+        if user.is_superuser:
+            return self.all()
+        city_id = _city_id(user)
+        if city_id is None or not user_can(user, Capability.EXERCISE_DIRECT):
+            return self.none()
+        return self.filter(city_id=city_id)
+
+
+class ScenarioInjectQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "ScenarioInjectQuerySet":
+        scenarios = apps.get_model("comms", "Scenario").objects.visible_to(user)
+        return self.filter(scenario__in=scenarios.values("pk"))
+
+
+class ExerciseRunQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "ExerciseRunQuerySet":
+        """Exercises whose incident the user may see (the incidents' own access rule)."""
+        if not _is_reader(user):
+            return self.none()
+        incidents = apps.get_model("incidents", "Incident").objects.visible_to(user)
+        return self.filter(incident__in=incidents.values("pk"))
+
+
+class ExerciseInjectQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "ExerciseInjectQuerySet":
+        """Injects of visible exercises: every one for directing staff, released ones for the
+        players (what is still to come stays a surprise)."""
+        runs = apps.get_model("comms", "ExerciseRun").objects.visible_to(user)
+        mine = self.filter(run__in=runs.values("pk"))
+        if user.is_superuser or user_can(user, Capability.EXERCISE_DIRECT):
+            return mine
+        return mine.filter(state="released")

@@ -15,7 +15,7 @@ from rest_framework import serializers
 
 from coordination.models import Agency, User
 from coordination.serializers import InstantField, VisibleRelatedField
-from incidents.models import Incident
+from incidents.models import Incident, IncidentLevel, IncidentType
 
 from .ical import calendar_token
 from .models import (
@@ -28,6 +28,9 @@ from .models import (
     ContactMethod,
     EscalationPolicy,
     EscalationStep,
+    ExerciseInject,
+    ExerciseRun,
+    InjectKind,
     Notification,
     Quorum,
     Recurrence,
@@ -35,6 +38,7 @@ from .models import (
     Response,
     Rota,
     RotaOverride,
+    Scenario,
     Shift,
     Tier,
     Urgency,
@@ -705,3 +709,178 @@ class BriefChangesSerializer(serializers.Serializer):
     statement_changed = serializers.BooleanField()
     statement = serializers.DictField(allow_null=True)
     sections = BriefChangeSectionSerializer(many=True)
+
+
+# ================================================================================================
+# Exercises
+# ================================================================================================
+
+
+class InjectContentSerializer(serializers.Serializer):
+    """The fields an inject's content may carry; which ones a kind needs, and their values, are
+    checked by the service (``comms.exercises``), which names the inject and field at fault."""
+
+    major_incident_declared = serializers.BooleanField(required=False)
+    exact_location = serializers.CharField(required=False, allow_blank=True)
+    incident_type = serializers.CharField(required=False, allow_blank=True)
+    hazards = serializers.CharField(required=False, allow_blank=True)
+    access = serializers.CharField(required=False, allow_blank=True)
+    casualties_fatal = serializers.IntegerField(required=False, allow_null=True)
+    casualties_p1 = serializers.IntegerField(required=False, allow_null=True)
+    casualties_p2 = serializers.IntegerField(required=False, allow_null=True)
+    casualties_p3 = serializers.IntegerField(required=False, allow_null=True)
+    casualties_notes = serializers.CharField(required=False, allow_blank=True)
+    emergency_services_present = serializers.CharField(required=False, allow_blank=True)
+    emergency_services_required = serializers.CharField(required=False, allow_blank=True)
+    text = serializers.CharField(required=False, allow_blank=True)
+    category = serializers.CharField(required=False, allow_blank=True)
+    sender = serializers.CharField(required=False, allow_blank=True)
+    message = serializers.CharField(required=False, allow_blank=True)
+    urgency = serializers.CharField(required=False, allow_blank=True)
+    agencies = serializers.ListField(child=serializers.CharField(), required=False)
+
+
+class ScenarioInjectSerializer(serializers.Serializer):
+    """One timed inject. ``content`` by kind: ``methane``: the M/ETHANE fields
+    (``major_incident_declared``, ``exact_location``, ``incident_type``, ``hazards``,
+    ``access``, ``casualties_fatal``/``_p1``/``_p2``/``_p3``, ``casualties_notes``,
+    ``emergency_services_present``, ``emergency_services_required``); ``timeline``: ``text``,
+    ``category``; ``message``: ``text``, ``sender``; ``activation``: ``message``, ``urgency``,
+    ``agencies`` (short names; empty: every participating agency)."""
+
+    offset_seconds = serializers.IntegerField(min_value=0)
+    kind = serializers.ChoiceField(choices=InjectKind.choices)
+    title = serializers.CharField(max_length=200)
+    content = InjectContentSerializer(required=False)
+
+
+class ScenarioSerializer(serializers.ModelSerializer):
+    builtin_key = serializers.CharField(read_only=True, help_text="Empty for a city's own.")
+    injects = serializers.SerializerMethodField()
+    duration_seconds = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Scenario
+        fields = [
+            "id",
+            "city",
+            "name",
+            "description",
+            "incident_title",
+            "incident_type",
+            "incident_level",
+            "location_description",
+            "builtin_key",
+            "duration_seconds",
+            "injects",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(ScenarioInjectSerializer(many=True))
+    def get_injects(self, scenario: Scenario) -> list[dict[str, Any]]:
+        return [
+            {
+                "offset_seconds": inject.offset_seconds,
+                "kind": inject.kind,
+                "title": inject.title,
+                "content": inject.content,
+            }
+            for inject in scenario.injects.all()
+        ]
+
+    def get_duration_seconds(self, scenario: Scenario) -> int:
+        return max((inject.offset_seconds for inject in scenario.injects.all()), default=0)
+
+
+class ScenarioInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    incident_title = serializers.CharField(max_length=200)
+    incident_type = serializers.ChoiceField(
+        choices=IncidentType.choices, default=IncidentType.MARAUDING_TERRORIST_ATTACK
+    )
+    incident_level = serializers.ChoiceField(
+        choices=IncidentLevel.choices, default=IncidentLevel.LEVEL_3
+    )
+    location_description = serializers.CharField(
+        max_length=300, required=False, allow_blank=True, default=""
+    )
+    injects = ScenarioInjectSerializer(many=True, allow_empty=True)
+
+    def validate_injects(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{**inject, "content": dict(inject.get("content") or {})} for inject in value]
+
+
+class ExerciseInjectSerializer(serializers.ModelSerializer):
+    content = InjectContentSerializer(read_only=True)
+
+    class Meta:
+        model = ExerciseInject
+        fields = [
+            "id",
+            "position",
+            "offset_seconds",
+            "kind",
+            "title",
+            "content",
+            "state",
+            "due_at",
+            "released_at",
+            "failure_reason",
+            "event_seq",
+        ]
+        read_only_fields = fields
+
+
+class ExerciseRunSerializer(serializers.ModelSerializer):
+    is_exercise = serializers.SerializerMethodField()
+    incident_reference = serializers.CharField(source="incident.reference", read_only=True)
+    scenario_name = serializers.CharField(source="scenario.name", read_only=True)
+    director_name = serializers.CharField(source="director.__str__", read_only=True)
+    allowed_controls = serializers.ListField(child=serializers.CharField(), read_only=True)
+    injects = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ExerciseRun
+        fields = [
+            "id",
+            "is_exercise",
+            "incident",
+            "incident_reference",
+            "scenario",
+            "scenario_name",
+            "director",
+            "director_name",
+            "status",
+            "allowed_controls",
+            "created_at",
+            "started_at",
+            "paused_at",
+            "paused_total",
+            "ended_at",
+            "injects",
+        ]
+        read_only_fields = fields
+
+    def get_is_exercise(self, run: ExerciseRun) -> bool:
+        return True
+
+    @extend_schema_field(ExerciseInjectSerializer(many=True))
+    def get_injects(self, run: ExerciseRun) -> list[dict[str, Any]]:
+        # Players see what was released; directing staff the whole script (the access rule).
+        request = self.context.get("request")
+        injects = ExerciseInject.objects.filter(run=run)
+        if request is not None:
+            injects = ExerciseInject.objects.visible_to(request.user).filter(run=run)
+        return list(ExerciseInjectSerializer(injects.order_by("position"), many=True).data)
+
+
+class ExerciseCreateSerializer(serializers.Serializer):
+    scenario = VisibleRelatedField(queryset=Scenario.objects.all())
+    participating_agencies = VisibleRelatedField(
+        queryset=Agency.objects.all(), many=True, required=False
+    )
+    lead_agency = VisibleRelatedField(queryset=Agency.objects.all(), required=False, default=None)
+    title = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")

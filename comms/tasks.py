@@ -7,7 +7,7 @@ and if the broker loses it anyway, the beat sweep re-drives the work from the da
 
 from celery import shared_task
 
-from . import services
+from . import exercises, services
 
 
 @shared_task(name="comms.tasks.notification_deliver", ignore_result=True)
@@ -23,3 +23,13 @@ def escalation_step_task(target_id: int, expected_steps: int) -> str:
 @shared_task(name="comms.tasks.alerts_sweep", ignore_result=True)
 def alerts_sweep() -> dict[str, int]:
     return services.alerts_sweep()
+
+
+@shared_task(name="comms.tasks.exercise_inject_release", ignore_result=True)
+def exercise_inject_release_task(inject_id: int) -> str:
+    return exercises.inject_release(inject_id=inject_id)
+
+
+@shared_task(name="comms.tasks.exercise_sweep", ignore_result=True)
+def exercise_sweep() -> int:
+    return exercises.exercise_sweep()

@@ -9,7 +9,9 @@ from .api import (
     ActivationViewSet,
     AlertViewSet,
     BriefViewSet,
+    ExerciseViewSet,
     PublicStatementViewSet,
+    ScenarioViewSet,
     SmsReceiptView,
 )
 
@@ -100,6 +102,17 @@ urlpatterns = [
         views.brief_changes_page,
         name="brief-changes",
     ),
+    # Exercises
+    path("exercises/", views.exercise_list, name="exercises"),
+    path("exercises/scenarios/", views.scenario_list, name="exercise-scenarios"),
+    path("exercises/<int:run_id>/", views.exercise_detail, name="exercise"),
+    path("exercises/<int:run_id>/control/", views.exercise_control_view, name="exercise-control"),
+    path("exercises/<int:run_id>/report/", views.exercise_report, name="exercise-report"),
+    path(
+        "exercises/<int:run_id>/report.<str:fmt>",
+        views.exercise_report_export,
+        name="exercise-report-export",
+    ),
 ]
 
 router = SimpleRouter()
@@ -108,6 +121,8 @@ router.register("alerts", AlertViewSet, basename="alert")
 _incident = r"incidents/(?P<incident_pk>[0-9]+)"
 router.register(f"{_incident}/statements", PublicStatementViewSet, basename="incident-statement")
 router.register(f"{_incident}/briefs", BriefViewSet, basename="incident-brief")
+router.register("scenarios", ScenarioViewSet, basename="scenario")
+router.register("exercises", ExerciseViewSet, basename="exercise")
 
 api_urlpatterns = [
     *router.urls,

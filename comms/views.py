@@ -10,6 +10,7 @@ Activation part: the one-tap answer link (no session: its signed token is the cr
 caller's alerts, sending an activation and its live board; and ``/health/`` for probes.
 """
 
+import csv
 import json
 import time
 from datetime import timedelta
@@ -44,6 +45,7 @@ from incidents.models import Incident
 from . import watchdog
 from .briefs import SECTIONS as BRIEF_SECTIONS
 from .briefs import brief_changes, brief_generate, brief_issue, brief_update
+from .exercises import exercise_control, exercise_create
 from .forms import (
     BriefEditForm,
     BriefGenerateForm,
@@ -56,6 +58,7 @@ from .forms import (
     StatementReviseForm,
 )
 from .ical import calendar_token, calendar_token_valid, rota_calendar
+from .metrics import exercise_metrics, metrics_csv_rows
 from .models import (
     Acknowledgement,
     Activation,
@@ -65,12 +68,15 @@ from .models import (
     BriefStatus,
     Channel,
     ContactMethod,
+    ExerciseInject,
+    ExerciseRun,
     Notification,
     PublicStatement,
     Quorum,
     Response,
     Rota,
     RotaOverride,
+    Scenario,
     Shift,
     StatementStatus,
     Urgency,
@@ -1108,3 +1114,209 @@ def brief_changes_page(request: HttpRequest, incident_id: int, brief_id: int) ->
             "comms/briefs_changes.html",
             {"incident": incident, "brief": brief, "changes": brief_changes(brief)},
         )
+
+
+# --- Exercises ----------------------------------------------------------------------------------
+
+
+def _exercise_rows(user: User):
+    return (
+        ExerciseRun.objects.visible_to(user)
+        .select_related("incident__city", "scenario", "director")
+        .order_by("-created_at", "-id")
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def exercise_list(request: HttpRequest) -> HttpResponse:
+    """Exercises the user takes part in; directing staff create one from a scenario here."""
+    user = _signed_in(request)
+    can_direct = user_can(user, Capability.EXERCISE_DIRECT)
+    scenarios = Scenario.objects.visible_to(user).order_by("name")
+    agencies = Agency.objects.visible_to(user).filter(is_active=True).order_by("name")
+    context: dict[str, Any] = {
+        "runs": _exercise_rows(user)[:100],
+        "can_direct": can_direct,
+        "scenarios": scenarios,
+        "agencies": agencies,
+        "chosen": {int(v) for v in request.POST.getlist("agencies") if v.isdigit()},
+        "values": request.POST,
+    }
+    if request.method == "POST":
+        if not can_direct:
+            raise PermissionDenied("Only directing staff create exercises.")
+        errors: dict[str, list[str]] = {}
+        scenario_id = request.POST.get("scenario", "")
+        if not scenario_id.isdigit() or not scenarios.filter(pk=int(scenario_id)).exists():
+            errors["scenario"] = ["Choose a scenario."]
+        else:
+            try:
+                run = exercise_create(
+                    user=user,
+                    scenario_id=int(scenario_id),
+                    participating_agencies=list(agencies.filter(pk__in=context["chosen"])),
+                    title=request.POST.get("title", ""),
+                )
+            except ValidationError as exc:
+                errors = exc.message_dict
+            else:
+                messages.success(request, f"EXERCISE {run.incident.reference} created.")
+                return redirect("exercise", run_id=run.pk)
+        context["errors"] = errors
+        return render(request, "comms/exercises_list.html", context, status=400)
+    return render(request, "comms/exercises_list.html", context)
+
+
+@login_required
+@require_GET
+def scenario_list(request: HttpRequest) -> HttpResponse:
+    """The city's scenarios with their injects, for directing staff (players must not read them);
+    they are written through the API or the admin."""
+    user = _signed_in(request)
+    if not user_can(user, Capability.EXERCISE_DIRECT):
+        raise PermissionDenied("Scenarios are for directing staff.")
+    scenarios = Scenario.objects.visible_to(user).prefetch_related("injects").order_by("name")
+    return render(request, "comms/exercises_scenarios.html", {"scenarios": scenarios})
+
+
+def _run_for(request: HttpRequest, run_id: int) -> ExerciseRun:
+    return get_object_or_404(_exercise_rows(_signed_in(request)), pk=run_id)
+
+
+def _exercise_page(
+    request: HttpRequest, run: ExerciseRun, *, status: int = 200, error: str = ""
+) -> HttpResponse:
+    user = _signed_in(request)
+    injects = ExerciseInject.objects.visible_to(user).filter(run=run).order_by("position")
+    with timezone.override(run.incident.city.zone):
+        return render(
+            request,
+            "comms/exercises_detail.html",
+            {
+                "run": run,
+                "incident": run.incident,
+                "injects": injects,
+                "can_direct": user_can(user, Capability.EXERCISE_DIRECT),
+                "controls": [(c, CONTROL_LABELS[c]) for c in run.allowed_controls],
+                "error": error,
+            },
+            status=status,
+        )
+
+
+CONTROL_LABELS = {
+    "start": "Start the exercise",
+    "pause": "Pause",
+    "resume": "Resume",
+    "end": "End the exercise",
+}
+
+
+@login_required
+@require_GET
+def exercise_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+    """One exercise: its state, the injects (the whole script for directing staff, the released
+    ones for players) and the director's controls."""
+    return _exercise_page(request, _run_for(request, run_id))
+
+
+@login_required
+@require_POST
+def exercise_control_view(request: HttpRequest, run_id: int) -> HttpResponse:
+    """Start, pause, resume or end (the ``control`` field); a refusal shows the page with why."""
+    run = _run_for(request, run_id)
+    control = request.POST.get("control", "")
+    try:
+        exercise_control(run_id=run.pk, user=_signed_in(request), control=control)
+    except Conflict as exc:
+        return _exercise_page(request, run, status=409, error=exc.message)
+    except ValidationError as exc:
+        return _exercise_page(request, run, status=400, error=" ".join(exc.messages))
+    messages.success(request, f"Exercise: {CONTROL_LABELS[control].lower()} done.")
+    return redirect("exercise", run_id=run.pk)
+
+
+def _bar_chart(
+    title: str, rows: list[tuple[str, float | None]], unit: str, chart_id: str
+) -> dict[str, Any]:
+    """A horizontal bar chart drawn on the server as SVG: a title for assistive technology, and
+    bars scaled to the largest value (a row with no value is drawn as "none")."""
+    width, label_width, bar_height, gap = 640, 220, 22, 8
+    top = max((value for _, value in rows if value is not None), default=0) or 1
+    bars = []
+    for index, (label, value) in enumerate(rows):
+        length = 0 if value is None else round((width - label_width - 90) * value / top, 1)
+        y = index * (bar_height + gap)
+        bars.append(
+            {
+                "label": label,
+                "value": value,
+                "text": "none" if value is None else f"{value:g} {unit}",
+                "y": y,
+                "text_y": y + bar_height - 6,
+                "length": length,
+                "value_x": label_width + length + 6,
+            }
+        )
+    return {
+        "id": chart_id,
+        "title": title,
+        "unit": unit,
+        "bars": bars,
+        "width": width,
+        "label_width": label_width,
+        "bar_height": bar_height,
+        "height": max(len(rows), 1) * (bar_height + gap),
+    }
+
+
+@login_required
+@require_GET
+def exercise_report(request: HttpRequest, run_id: int) -> HttpResponse:
+    """The exercise report: response times and decision-making, as charts and as tables."""
+    run = _run_for(request, run_id)
+    metrics = exercise_metrics(run=run, user=_signed_in(request))
+    charts = []
+    for number, activation in enumerate(metrics.activations, start=1):
+        charts.append(
+            _bar_chart(
+                f"Activation {number}: seconds to each agency's first acknowledgement",
+                [(r.agency, r.seconds_to_acknowledge) for r in activation.agencies],
+                "s",
+                f"chart-activation-{activation.activation}",
+            )
+        )
+    charts.append(
+        _bar_chart(
+            "Decisions that filled each Joint Decision Model section",
+            [(s.label, s.filled) for s in metrics.sections],
+            "decisions",
+            "chart-jdm",
+        )
+    )
+    with timezone.override(run.incident.city.zone):
+        return render(
+            request,
+            "comms/exercises_report.html",
+            {"run": run, "incident": run.incident, "metrics": metrics, "charts": charts},
+        )
+
+
+@login_required
+@require_GET
+def exercise_report_export(request: HttpRequest, run_id: int, fmt: str) -> HttpResponse:
+    """The report's figures as CSV (one row per figure) or JSON (as the API gives them)."""
+    if fmt not in ("csv", "json"):
+        raise Http404("The report exports as .csv or .json.")
+    run = _run_for(request, run_id)
+    metrics = exercise_metrics(run=run, user=_signed_in(request))
+    name = f"exercise-{run.incident.reference}-report.{fmt}"
+    response: HttpResponse
+    if fmt == "json":
+        response = JsonResponse(metrics.as_dict())
+    else:
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        csv.writer(response).writerows(metrics_csv_rows(metrics))
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response

@@ -36,6 +36,7 @@ class Capability(models.TextChoices):
         "statement.write",
         "Draft, approve for one's agency and publish public statements",
     )
+    EXERCISE_DIRECT = "exercise.direct", "Write exercise scenarios and run exercises from them"
 
 
 _COMMANDERS = {Role.STRATEGIC_COMMANDER, Role.TACTICAL_COMMANDER, Role.NEUTRAL_COMMANDER}
@@ -56,6 +57,9 @@ ROLE_CAPABILITIES: dict[str, set[str]] = {
     | {Role.LIAISON_OFFICER, Role.LOGGIST, Role.ADMINISTRATOR, Role.OVERSIGHT},
     Capability.LESSON_OVERSEE: {Role.OVERSIGHT, Role.ADMINISTRATOR, Role.NEUTRAL_COMMANDER},
     Capability.STATEMENT_WRITE: {Role.COMMUNICATIONS_LEAD},
+    # Directing staff: the neutral commander chairs the cell being trained and administrators
+    # prepare the exercise programme. Sending an activation inject also needs activation.send.
+    Capability.EXERCISE_DIRECT: {Role.NEUTRAL_COMMANDER, Role.ADMINISTRATOR},
 }
 
 

@@ -250,7 +250,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Exercises: beat releases this often any due inject whose own task a lost worker held.
+EXERCISE_SWEEP_SECONDS = env_int("EXERCISE_SWEEP_SECONDS", 2)
 CELERY_BEAT_SCHEDULE = {
+    "exercise-sweep": {
+        "task": "comms.tasks.exercise_sweep",
+        "schedule": float(EXERCISE_SWEEP_SECONDS),
+        "options": {"expires": float(EXERCISE_SWEEP_SECONDS)},
+    },
     # Tamper evidence is only worth something if somebody looks: verify every chain nightly.
     "verify-decision-logs": {
         "task": "coordination.tasks.decision_logs_verify",
@@ -317,6 +324,9 @@ SPECTACULAR_SETTINGS = {
         "AttendanceEnum": "coordination.models.Attendance",
         "OpenMarkingEnum": "comms.models.STATEMENT_MARKINGS",
         "MarkingEnum": "coordination.markings.Marking",
+        "IncidentLevelEnum": "incidents.models.IncidentLevel",
+        "ContactKindEnum": "comms.models.ContactKind",
+        "InjectKindEnum": "comms.models.InjectKind",
     },
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
 }

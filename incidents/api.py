@@ -80,6 +80,14 @@ class IncidentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             .prefetch_related("participating_agencies")
         )
 
+    def filter_queryset(self, queryset: QuerySet) -> QuerySet:
+        # As on the pages, real incidents and exercises never share one list: the list holds
+        # real incidents unless the caller asks for exercises with ?is_exercise=true.
+        queryset = super().filter_queryset(queryset)
+        if self.action == "list" and "is_exercise" not in self.request.query_params:
+            queryset = queryset.filter(is_exercise=False)
+        return queryset
+
     @extend_schema(request=IncidentCreateSerializer, responses={201: IncidentSerializer})
     def create(self, request):
         data = validated(IncidentCreateSerializer, request)

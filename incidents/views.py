@@ -49,7 +49,7 @@ from .forms import (
     form_errors_from,
     recipients_add,
 )
-from .models import Incident, MethaneReport, TimelineEntry
+from .models import Incident, IncidentEvent, MethaneReport, TimelineEntry
 from .services import incident_transition, methane_submit, timeline_add
 
 # --- the incident list --------------------------------------------------------------------------
@@ -326,6 +326,22 @@ def _meetings(request: HttpRequest, incident: Incident, can: Abilities) -> dict[
     return meetings_panel(request, incident)
 
 
+INJECTS_SHOWN = 50
+
+
+def _injects(request: HttpRequest, incident: Incident, can: Abilities) -> dict[str, Any]:
+    """An exercise's injects as the players received them: the ``exercise.inject`` events
+    (released by the exercise director's scenario), newest first."""
+    if not incident.is_exercise:
+        return {"injects": []}
+    events = (
+        IncidentEvent.objects.visible_to(request.user)
+        .filter(incident=incident, kind="exercise.inject")
+        .order_by("-seq")[:INJECTS_SHOWN]
+    )
+    return {"injects": list(events)}
+
+
 PANELS: dict[str, Callable[[HttpRequest, Incident, Abilities], dict[str, Any]]] = {
     "header": _header,
     "methane": _methane,
@@ -335,6 +351,7 @@ PANELS: dict[str, Callable[[HttpRequest, Incident, Abilities], dict[str, Any]]] 
     "agencies": _agencies,
     "lessons": _lessons,
     "meetings": _meetings,
+    "injects": _injects,
 }
 
 

@@ -282,6 +282,12 @@ RULES: dict[str, Rule] = {
     "public-line-panel": Rule("incident"),
     "statement-new": Rule("incident"),
     "briefs": Rule("incident"),
+    # Exercises: the lists are requested; one exercise's routes are checked by
+    # tests/test_exercise_access.py (the matrix's incident is not an exercise).
+    "scenario-list": Rule(),
+    "exercise-list": Rule(),
+    "exercises": Rule(),
+    "exercise-scenarios": Rule(),
 }
 DEBRIEF_ITEM = (
     "a debrief is AMBER for the incident's readers; tests/test_debriefs.py covers outsiders"
@@ -331,6 +337,19 @@ for _name in ["public-statements", "public-statements-feed"]:
             "searched for planted secrets in tests/test_statements_public.py"
         ),
     )
+for _name in [
+    "scenario-detail",
+    "exercise-detail",
+    "exercise-start",
+    "exercise-pause",
+    "exercise-resume",
+    "exercise-end",
+    "exercise-report",
+    "exercise",
+    "exercise-control",
+    "exercise-report-export",
+]:
+    RULES[_name] = Rule(skip="one exercise's routes; tests/test_exercise_access.py checks them")
 for _name in [
     "agency-detail",
     "user-detail",

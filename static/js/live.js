@@ -49,6 +49,7 @@
     ["meeting.", ["meetings"]],
     ["statement.", ["public-line"]],
     ["brief.", ["public-line"]],
+    ["exercise.", ["injects"]],
   ];
 
   var state = {
@@ -182,6 +183,13 @@
       case "meeting.started": return "Meeting started: " + (p.title || "");
       case "meeting.closed": return "Meeting closed: " + (p.title || "");
       case "meeting.updated": return "Meeting updated: " + (p.title || "");
+      case "exercise.inject":
+        return "EXERCISE inject " + (p.position || "?") + ": " + (p.title || "") +
+          (p.text ? " — " + p.text : "");
+      case "exercise.started": return "EXERCISE started";
+      case "exercise.paused": return "EXERCISE paused";
+      case "exercise.resumed": return "EXERCISE resumed";
+      case "exercise.ended": return "EXERCISE ended";
       default: return p.summary || event.kind;
     }
   }

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from comms.demo import COMMUNICATIONS_LEADS, seed_rotas, seed_statement
+from comms.demo import COMMUNICATIONS_LEADS, seed_rotas, seed_scenarios, seed_statement
 from coordination.mfa import mfa_required
 from coordination.models import Agency, AgencyType, City, User
 from coordination.roles import Role
@@ -130,6 +130,9 @@ class Command(BaseCommand):
             else:
                 self.stdout.write(f"Kept {exercise.reference}; demo data already loaded.")
             seed_statement(incident=exercise, users=users)
+            for scenario, created in seed_scenarios(city=city):
+                done = "Loaded" if created else "Kept"
+                self.stdout.write(f"{done} the exercise scenario {scenario.name!r}.")
 
         self.stdout.write("\nDemo logins (every password is the same):")
         self.stdout.write(f"  {'username':<14} {'password':<16} {'agency':<6} roles")
