@@ -23,6 +23,8 @@ import ipaddress
 import logging
 import random
 import re
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -34,7 +36,8 @@ from django.core import signing
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import EmailValidator
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
@@ -682,6 +685,79 @@ def _board_changed(
     )
 
 
+class _BoardCoalescer:
+    """Delivery updates of a board, coalesced per activation in this process: the first is
+    published at once, later ones at most every ``ALERT_BOARD_COALESCE_MS`` (a timer publishes
+    what is left), instead of one message (and its queries) after each of hundreds of sends.
+    A lost update is tolerated as any publish is: boards reload on reconnect."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pending: dict[int, set[int]] = {}
+        self.last: dict[int, float] = {}
+        self.timers: dict[int, threading.Timer] = {}
+
+    def add(self, activation_id: int, notification_ids: Iterable[int]) -> None:
+        interval = settings.ALERT_BOARD_COALESCE_MS / 1000
+        if interval <= 0:
+            _publish(
+                activation_topic(activation_id), self._message(activation_id, notification_ids)
+            )
+            return
+        with self.lock:
+            self.pending.setdefault(activation_id, set()).update(notification_ids)
+            wait = self.last.get(activation_id, 0.0) + interval - time.monotonic()
+            if wait > 0:
+                if activation_id not in self.timers:
+                    timer = threading.Timer(wait, self._flush_later, args=(activation_id,))
+                    timer.daemon = True
+                    self.timers[activation_id] = timer
+                    timer.start()
+                return
+        self.flush(activation_id)
+
+    @staticmethod
+    def _message(activation_id: int, notification_ids: Iterable[int]) -> dict[str, Any]:
+        from .serializers import board_messages
+
+        return board_messages(
+            activation_id=activation_id, notification_ids=sorted(notification_ids), rows_only=True
+        )
+
+    def flush(self, activation_id: int) -> None:
+        with self.lock:
+            ids = self.pending.pop(activation_id, set())
+            self.last[activation_id] = time.monotonic()
+            if len(self.last) > 1000:  # forget activations long done
+                horizon = time.monotonic() - 60
+                self.last = {k: v for k, v in self.last.items() if v > horizon}
+        if ids:
+            try:
+                _publish(activation_topic(activation_id), self._message(activation_id, ids))
+            except Exception as exc:
+                logger.warning("could not build the board of activation %s: %r", activation_id, exc)
+
+    def _flush_later(self, activation_id: int) -> None:
+        from django.db import connection
+
+        with self.lock:
+            self.timers.pop(activation_id, None)
+        try:
+            self.flush(activation_id)
+        finally:
+            connection.close()  # this thread's own connection
+
+
+_board_coalescer = _BoardCoalescer()
+
+
+def _board_delivery_changed(activation_id: int, notification_id: int) -> None:
+    """A delivery changed one row of a board: published after commit, coalesced."""
+    transaction.on_commit(
+        lambda: _board_coalescer.add(activation_id, [notification_id]), robust=True
+    )
+
+
 def _deliver_on_commit(notification_ids: Sequence[int]) -> None:
     from .tasks import notification_deliver_task
 
@@ -1081,28 +1157,26 @@ def notification_deliver(*, notification_id: int) -> str:
 def _record_success(notification: Notification, attempt: DeliveryAttempt, receipt: Receipt) -> str:
     now = timezone.now()
     outcome = "delivered" if receipt.delivered else "sent"
+    state = NotificationState.DELIVERED if receipt.delivered else NotificationState.SENT
+    changes: dict[str, Any] = {
+        "sent_at": Coalesce("sent_at", Value(now)),
+        # An answer or a receipt that came in meanwhile is not undone.
+        "state": Case(
+            When(state__in=[NotificationState.QUEUED, NotificationState.SENT], then=Value(state)),
+            default=F("state"),
+        ),
+        "claimed_until": None,
+        "failure_reason": "",
+    }
+    if receipt.delivered:
+        changes["delivered_at"] = Coalesce("delivered_at", Value(now))
     with transaction.atomic():
-        row = Notification.objects.select_for_update().get(pk=notification.pk)
-        row.sent_at = row.sent_at or now
-        if receipt.delivered:
-            row.delivered_at = row.delivered_at or now
-        if row.state in (NotificationState.QUEUED, NotificationState.SENT):
-            row.state = NotificationState.DELIVERED if receipt.delivered else NotificationState.SENT
-        row.claimed_until = None
-        row.failure_reason = ""
-        row.save(
-            update_fields=[
-                "state",
-                "sent_at",
-                "delivered_at",
-                "claimed_until",
-                "failure_reason",
-            ]
-        )
+        # One statement, atomic on its own: no row lock held across a second round trip.
+        Notification.objects.filter(pk=notification.pk).update(**changes)
         DeliveryAttempt.objects.filter(pk=attempt.pk).update(
             finished_at=now, outcome=outcome, detail=receipt.detail[:1000]
         )
-        _board_changed(row.activation_id, notifications=[row.pk], rows_only=True)
+        _board_delivery_changed(notification.activation_id, notification.pk)
     return outcome
 
 
@@ -1141,7 +1215,7 @@ def _record_failure(
         DeliveryAttempt.objects.filter(pk=attempt.pk).update(
             finished_at=now, outcome=outcome, detail=failure.reason[:1000]
         )
-        _board_changed(row.activation_id, notifications=[row.pk], rows_only=True)
+        _board_delivery_changed(row.activation_id, row.pk)
     return outcome
 
 
