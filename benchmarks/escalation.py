@@ -1,5 +1,5 @@
 """Escalation precision: escalation steps due at known instants, taken by a real prefork Celery
-worker for escalation (``-c 1``, its own queue, beside a delivery worker ``-c 2``) and beat (the
+worker for escalation (``-c 2``, its own queue, beside a delivery worker ``-c 2``) and beat (the
 sweep), with the platform's scheduling (``apply_async(eta=...)``
 and the sweep every ``ALERT_SWEEP_SECONDS``).
 
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         celery = alerting.Celery(env=env, folder=folder)
         try:
             celery.start_worker()  # deliveries
-            worker = celery.start_worker(concurrency=1, queues=alerting.ESCALATION_QUEUES)
+            worker = celery.start_worker(queues=alerting.ESCALATION_QUEUES)
             celery.start_beat()
             activation = activation_send(user=commander, message="Escalate", agencies=agencies)
             targets = list(ActivationTarget.objects.filter(activation=activation).order_by("pk"))
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
                 due = schedule(killed, start, args.spacing)
                 time.sleep(max(0.0, args.lead - 1.0))
                 common.kill(worker)  # it holds every scheduled step in memory
-                celery.start_worker(concurrency=1, queues=alerting.ESCALATION_QUEUES)
+                celery.start_worker(queues=alerting.ESCALATION_QUEUES)
                 alerting.wait_for(lambda: lateness(due)[1] == 0, 60, 0.2)
                 late, missing = lateness(due)
                 early = sum(1 for value in late if value < 0)

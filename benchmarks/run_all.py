@@ -416,7 +416,7 @@ def document(
         "",
         "Second escalation steps of 100 agencies made due 100 ms apart and scheduled as the "
         "platform schedules them (`apply_async(eta=...)`), real workers (escalation on its own "
-        "queue and worker `-c 1`, deliveries on another) and beat (sweep every 2 s). Taken = the "
+        "queue and worker `-c 2`, deliveries on another) and beat (sweep every 2 s). Taken = the "
         "`created_at` of the notification the step creates.",
         "",
     ]

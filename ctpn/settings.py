@@ -257,6 +257,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_ROUTES = {
     "comms.tasks.notification_deliver": {"queue": "delivery"},
+    "comms.tasks.notifications_deliver": {"queue": "delivery"},
     "comms.tasks.escalation_step": {"queue": "escalation"},
     "comms.tasks.alerts_sweep": {"queue": "escalation"},
 }
@@ -426,6 +427,9 @@ ALERT_SWEEP_GRACE_SECONDS = env_int("ALERT_SWEEP_GRACE_SECONDS", 15)
 # A worker publishes the delivery changes of one activation's board at most this often (0: after
 # every send).
 ALERT_BOARD_COALESCE_MS = env_int("ALERT_BOARD_COALESCE_MS", 250)
+# The notifications created together (an activation, an escalation step) are sent by tasks of up
+# to this many each.
+ALERT_DELIVERY_BATCH = env_int("ALERT_DELIVERY_BATCH", 20)
 # Transient failures are retried with growing pauses; after this many tries a notification fails.
 ALERT_MAX_ATTEMPTS = env_int("ALERT_MAX_ATTEMPTS", 8)
 # Watchdog: the worker and beat write a heartbeat this often; silence longer than the threshold
