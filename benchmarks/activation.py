@@ -1,5 +1,6 @@
 """Activation dispatch: one activation to R recipients by e-mail, a real prefork Celery worker
-(``-c 2``) and a local SMTP sink (aiosmtpd).
+(``-c 2``) and a local SMTP sink (aiosmtpd), beside the escalation worker (``-c 2``, its own
+queue; the sweep runs there).
 
     python -m benchmarks.activation --recipients 500
 
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         celery = alerting.Celery(env=env, folder=folder)
         try:
             worker = celery.start_worker()
+            celery.start_worker(queues=alerting.ESCALATION_QUEUES)
             activation = activation_run(commander, police, sink, "Stand up the SCG")
             started = activation.created_at.timestamp()
             alerting.wait_for(lambda: len(sink.first_by_address()) >= len(addresses), args.timeout)

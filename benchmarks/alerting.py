@@ -88,6 +88,9 @@ def wait_for(condition: Callable[[], Any], timeout: float, every: float = 0.02) 
         time.sleep(every)
 
 
+ESCALATION_QUEUES = "escalation"
+
+
 @dataclass
 class Celery:
     """Worker and beat processes of one benchmark; ``stop_all`` ends every one of them."""
@@ -96,7 +99,9 @@ class Celery:
     folder: Path
     processes: list = field(default_factory=list)
 
-    def start_worker(self, concurrency: int = 2) -> Any:
+    def start_worker(self, concurrency: int = 2, queues: str = "delivery,celery") -> Any:
+        """A worker as the Procfile's: deliveries by default, ``ESCALATION_QUEUES`` for the
+        escalation worker."""
         import redis
 
         from comms.watchdog import HEARTBEAT_KEY
@@ -115,6 +120,8 @@ class Celery:
                 "prefork",
                 "-c",
                 str(concurrency),
+                "-Q",
+                queues,
                 "-n",
                 hostname,
                 "--loglevel=warning",

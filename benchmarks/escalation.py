@@ -1,5 +1,6 @@
 """Escalation precision: escalation steps due at known instants, taken by a real prefork Celery
-worker (``-c 2``) and beat (the sweep), with the platform's scheduling (``apply_async(eta=...)``
+worker for escalation (``-c 2``, its own queue, beside a delivery worker ``-c 2``) and beat (the
+sweep), with the platform's scheduling (``apply_async(eta=...)``
 and the sweep every ``ALERT_SWEEP_SECONDS``).
 
     python -m benchmarks.escalation --steps 100
@@ -117,13 +118,14 @@ def main(argv: list[str] | None = None) -> None:
         )
         celery = alerting.Celery(env=env, folder=folder)
         try:
-            worker = celery.start_worker()
+            celery.start_worker()  # deliveries
+            worker = celery.start_worker(queues=alerting.ESCALATION_QUEUES)
             celery.start_beat()
             activation = activation_send(user=commander, message="Escalate", agencies=agencies)
             targets = list(ActivationTarget.objects.filter(activation=activation).order_by("pk"))
             timed, killed = targets[: args.steps], targets[args.steps :]
-            # The first steps' e-mails are sent before the timed steps fall due, so the steps
-            # do not queue behind them (see the doc: escalation shares the worker's queue).
+            # The first steps' e-mails are sent before the timed steps fall due (the steps
+            # have their own queue and worker now, but the machine's two cores do not).
             alerting.wait_for(lambda: len(sink.received()) >= len(targets), 120, 0.1)
 
             start = timezone.now() + timedelta(seconds=args.lead)
@@ -141,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
                 due = schedule(killed, start, args.spacing)
                 time.sleep(max(0.0, args.lead - 1.0))
                 common.kill(worker)  # it holds every scheduled step in memory
-                celery.start_worker()
+                celery.start_worker(queues=alerting.ESCALATION_QUEUES)
                 alerting.wait_for(lambda: lateness(due)[1] == 0, 60, 0.2)
                 late, missing = lateness(due)
                 early = sum(1 for value in late if value < 0)

@@ -383,8 +383,9 @@ def document(
         "",
         "## 2. Activation dispatch",
         "",
-        "One activation to 500 recipients by e-mail; prefork Celery worker `-c 2`; SMTP sink "
-        "(aiosmtpd) in the benchmark process. Times from the activation's `created_at`.",
+        "One activation to 500 recipients by e-mail; prefork Celery delivery worker `-c 2` (one "
+        "SMTP connection per process, board updates coalesced) beside the escalation worker; "
+        "SMTP sink (aiosmtpd) in the benchmark process. Times from the activation's `created_at`.",
         "",
     ]
     if "normal" in activation:
@@ -414,7 +415,8 @@ def document(
         "## 3. Escalation precision",
         "",
         "Second escalation steps of 100 agencies made due 100 ms apart and scheduled as the "
-        "platform schedules them (`apply_async(eta=...)`), real worker and beat. Taken = the "
+        "platform schedules them (`apply_async(eta=...)`), real workers (escalation on its own "
+        "queue and worker `-c 2`, deliveries on another) and beat (sweep every 2 s). Taken = the "
         "`created_at` of the notification the step creates.",
         "",
     ]

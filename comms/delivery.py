@@ -7,8 +7,9 @@ and records what happened. Every message carries the notification's idempotency 
 sent twice (a worker killed after the far end accepted it but before the database recorded that)
 can be recognised as the same one by whoever receives it.
 
-- e-mail: Django's e-mail backend (SMTP in production; the console backend on the embedded
-  default). Idempotency key in ``Message-ID`` and ``X-CTPN-Idempotency-Key``.
+- e-mail: Django's e-mail backend (SMTP in production, over one connection per worker process
+  kept open between messages; the console backend on the embedded default). Idempotency key in
+  ``Message-ID`` and ``X-CTPN-Idempotency-Key``.
 - SMS: a JSON-over-HTTP provider (``SMS_PROVIDER_URL``), or the console when it is ``console``.
   Idempotency key in the body and the ``Idempotency-Key`` header.
 - webhook: JSON POSTed to the contact's URL, signed with HMAC-SHA256 of the exact body bytes in
@@ -16,12 +17,15 @@ can be recognised as the same one by whoever receives it.
 - in-app: published to the recipient's topic ``user:<id>``; their open pages show it.
 """
 
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
+import os
 import smtplib
 import sys
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -29,7 +33,7 @@ from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.mail import EmailMessage
+from django.core.mail import EmailMessage, get_connection
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +94,66 @@ def _message_id(key: str) -> str:
     return f"<{key}@{host}>"
 
 
+SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+
+
+class _SmtpConnection:
+    """One SMTP connection per (worker) process, kept open between messages: opening one per
+    message (a TCP connect, EHLO, STARTTLS, AUTH) cost more than the message. A connection that
+    fails is closed and forgotten, and the next message opens a new one; a message sent on a
+    connection the server dropped while idle is tried once more on a fresh one."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.backend: Any = None
+        self.key: tuple[Any, ...] = ()
+
+    @staticmethod
+    def _settings_key() -> tuple[Any, ...]:
+        return (
+            settings.EMAIL_HOST,
+            settings.EMAIL_PORT,
+            settings.EMAIL_HOST_USER,
+            settings.EMAIL_USE_TLS,
+            settings.EMAIL_USE_SSL,
+            os.getpid(),  # never share a socket with a forked child
+        )
+
+    def _close(self) -> None:
+        if self.backend is not None:
+            with contextlib.suppress(Exception):
+                self.backend.close()
+        self.backend = None
+
+    def send(self, email: EmailMessage) -> int:
+        with self.lock:
+            key = self._settings_key()
+            if self.backend is not None and key != self.key:
+                self._close()
+            reused = self.backend is not None
+            for attempt in (1, 2):
+                try:
+                    if self.backend is None:
+                        self.backend = get_connection(SMTP_BACKEND, fail_silently=False)
+                        self.key = key
+                        # Opened here, so that sending does not close it again afterwards.
+                        self.backend.open()
+                    email.connection = self.backend
+                    return email.send(fail_silently=False)
+                except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
+                    self._close()
+                    if not reused or attempt == 2:
+                        raise
+                    logger.info("SMTP connection dropped (%r); opening a new one", exc)
+                except BaseException:
+                    self._close()
+                    raise
+            raise AssertionError("unreachable")
+
+
+_smtp = _SmtpConnection()
+
+
 class EmailChannel:
     name: ClassVar[str] = "email"
 
@@ -105,8 +169,10 @@ class EmailChannel:
             },
         )
         try:
-            # One connection per message: a message must not wait behind, or fail with, another.
-            sent = email.send(fail_silently=False)
+            if settings.EMAIL_BACKEND == SMTP_BACKEND:
+                sent = _smtp.send(email)
+            else:  # the console (embedded default) or the tests' backend
+                sent = email.send(fail_silently=False)
         except smtplib.SMTPRecipientsRefused as exc:
             raise DeliveryFailed(f"address refused: {exc.recipients}", permanent=True) from exc
         except smtplib.SMTPResponseException as exc:

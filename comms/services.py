@@ -23,6 +23,8 @@ import ipaddress
 import logging
 import random
 import re
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -33,8 +35,9 @@ from django.conf import settings
 from django.core import signing
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import EmailValidator
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
@@ -682,14 +685,107 @@ def _board_changed(
     )
 
 
+class _BoardCoalescer:
+    """Board updates after deliveries and escalation steps, coalesced per activation in this
+    process: published from a timer thread at most every ``ALERT_BOARD_COALESCE_MS``, the first
+    at once, instead of one message (and its queries) after each of hundreds of sends.
+    A lost update is tolerated as any publish is: boards reload on reconnect."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pending: dict[int, set[int]] = {}
+        self.full: set[int] = set()  # activations whose next message carries the whole board
+        self.last: dict[int, float] = {}
+        self.timers: dict[int, threading.Timer] = {}
+
+    def add(self, activation_id: int, notification_ids: Iterable[int], full: bool = False) -> None:
+        interval = settings.ALERT_BOARD_COALESCE_MS / 1000
+        if interval <= 0:
+            _publish(
+                activation_topic(activation_id),
+                self._message(activation_id, notification_ids, full=full),
+            )
+            return
+        with self.lock:
+            self.pending.setdefault(activation_id, set()).update(notification_ids)
+            if full:
+                self.full.add(activation_id)
+            if activation_id not in self.timers:
+                # Built and published from a thread of its own, never on the task's path: a
+                # whole board takes a while to build, and an escalation step must not wait.
+                wait = self.last.get(activation_id, 0.0) + interval - time.monotonic()
+                timer = threading.Timer(max(0.0, wait), self._flush_later, args=(activation_id,))
+                timer.daemon = True
+                self.timers[activation_id] = timer
+                timer.start()
+
+    @staticmethod
+    def _message(
+        activation_id: int, notification_ids: Iterable[int], full: bool = False
+    ) -> dict[str, Any]:
+        from .serializers import board_messages
+
+        return board_messages(
+            activation_id=activation_id,
+            notification_ids=sorted(notification_ids),
+            rows_only=not full,
+        )
+
+    def flush(self, activation_id: int) -> None:
+        with self.lock:
+            self.timers.pop(activation_id, None)
+            ids = self.pending.pop(activation_id, None)
+            full = activation_id in self.full
+            self.full.discard(activation_id)
+            self.last[activation_id] = time.monotonic()
+            if len(self.last) > 1000:  # forget activations long done
+                horizon = time.monotonic() - 60
+                self.last = {k: v for k, v in self.last.items() if v > horizon}
+        if ids is not None and (ids or full):
+            try:
+                _publish(
+                    activation_topic(activation_id), self._message(activation_id, ids, full=full)
+                )
+            except Exception as exc:
+                logger.warning("could not build the board of activation %s: %r", activation_id, exc)
+
+    def _flush_later(self, activation_id: int) -> None:
+        try:
+            self.flush(activation_id)
+        finally:
+            connection.close()  # this thread's own connection
+
+
+_board_coalescer = _BoardCoalescer()
+
+
+def _board_delivery_changed(activation_id: int, notification_id: int) -> None:
+    """A delivery changed one row of a board: published after commit, coalesced."""
+    transaction.on_commit(
+        lambda: _board_coalescer.add(activation_id, [notification_id]), robust=True
+    )
+
+
 def _deliver_on_commit(notification_ids: Sequence[int]) -> None:
-    from .tasks import notification_deliver_task
+    """Queue the sending of these notifications after commit: one task for a single one, else
+    tasks of up to ``ALERT_DELIVERY_BATCH`` (an activation's hundreds of messages do not pay a
+    task, a claim and a record each)."""
+    from .tasks import notification_deliver_task, notifications_deliver_task
+
+    ids = list(notification_ids)
+    size = max(1, settings.ALERT_DELIVERY_BATCH)
 
     def enqueue() -> None:
-        for pk in notification_ids:
-            notification_deliver_task.delay(pk)
+        if len(ids) == 1:
+            notification_deliver_task.delay(ids[0])
+            return
+        # A short first task, so that the first person's messages go out without waiting for
+        # a whole batch to be claimed and read.
+        starts = [0, *range(min(2, size), len(ids), size)]
+        for start, end in zip(starts, [*starts[1:], len(ids)], strict=True):
+            notifications_deliver_task.delay(ids[start:end])
 
-    if notification_ids:
+    if ids:
         transaction.on_commit(enqueue, robust=True)
 
 
@@ -1078,32 +1174,162 @@ def notification_deliver(*, notification_id: int) -> str:
     return _record_success(notification, attempt, receipt)
 
 
+def _notifications_claim(ids: Sequence[int], now: datetime) -> list[int]:
+    """Take the leases of those of ``ids`` that are queued, due and free; return the ones taken.
+
+    On PostgreSQL in one transaction (rows another worker holds are skipped, not waited for);
+    elsewhere one conditional UPDATE each, as ``notification_claim`` does.
+    """
+    if not connection.features.has_select_for_update_skip_locked:
+        return [pk for pk in ids if notification_claim(notification_id=pk, now=now)]
+    lease = timedelta(seconds=settings.ALERT_LEASE_SECONDS)
+    with transaction.atomic():
+        free = list(
+            Notification.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=list(ids), state=NotificationState.QUEUED, next_attempt_at__lte=now)
+            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        if free:
+            Notification.objects.filter(pk__in=free).update(
+                claimed_until=now + lease, attempts=F("attempts") + 1
+            )
+    return free
+
+
+def notifications_deliver(*, notification_ids: Sequence[int]) -> dict[str, int]:
+    """Send several notifications as ``notification_deliver`` sends one, with one claim, one
+    read and one insert of attempts for all of them. Returns how many had each outcome.
+
+    Each keeps its own lease, attempt row and idempotency key. Sending stops at half the lease
+    (a slow far end): the rest are given back, untouched, and queued in a new task.
+    """
+    started = timezone.now()
+    clock = time.monotonic()  # the leases run from here
+    outcomes: dict[str, int] = {}
+    claimed = _notifications_claim(notification_ids, started)
+    skipped = len(set(notification_ids)) - len(claimed)
+    if skipped:
+        outcomes["skipped"] = skipped
+    if not claimed:
+        return outcomes
+    rows = list(
+        Notification.objects.select_related(
+            "activation__city", "activation__incident", "target__agency", "contact_method"
+        )
+        .filter(pk__in=claimed)
+        .order_by("pk")
+    )
+    attempts = DeliveryAttempt.objects.bulk_create(
+        DeliveryAttempt(notification=row, number=row.attempts, started_at=started) for row in rows
+    )
+    budget = settings.ALERT_LEASE_SECONDS / 2
+    left: list[int] = []
+    for index, (row, attempt) in enumerate(zip(rows, attempts, strict=True)):
+        if time.monotonic() - clock > budget:
+            left = [r.pk for r in rows[index:]]
+            break
+        try:
+            receipt = channel_for(row.channel).send(_message_for(row))
+        except DeliveryFailed as exc:
+            outcome = _record_failure(row, attempt, exc)
+        except Exception as exc:  # a bug in a channel must not leave the lease to run out
+            logger.exception("channel %s crashed on notification %s", row.channel, exc)
+            outcome = _record_failure(row, attempt, DeliveryFailed(repr(exc), permanent=False))
+        else:
+            # Recorded before the next is sent: a worker killed mid-batch leaves at most the one
+            # message in flight to be sent again.
+            outcome = _record_success(row, attempt, receipt)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    if left:
+        _notifications_give_back(left)
+        outcomes["requeued"] = len(left)
+    return outcomes
+
+
+def _notifications_give_back(ids: list[int]) -> None:
+    """Release leases taken but not used (their attempt rows go too) and queue them again."""
+    with transaction.atomic():
+        DeliveryAttempt.objects.filter(
+            notification_id__in=ids, outcome="", finished_at=None
+        ).filter(number=F("notification__attempts")).delete()
+        Notification.objects.filter(pk__in=ids, state=NotificationState.QUEUED).update(
+            claimed_until=None, attempts=F("attempts") - 1
+        )
+        _deliver_on_commit(ids)
+
+
+def _success_changes(now: datetime, delivered: bool) -> dict[str, Any]:
+    state = NotificationState.DELIVERED if delivered else NotificationState.SENT
+    changes: dict[str, Any] = {
+        "sent_at": Coalesce("sent_at", Value(now)),
+        # An answer or a receipt that came in meanwhile is not undone.
+        "state": Case(
+            When(state__in=[NotificationState.QUEUED, NotificationState.SENT], then=Value(state)),
+            default=F("state"),
+        ),
+        "claimed_until": None,
+        "failure_reason": "",
+    }
+    if delivered:
+        changes["delivered_at"] = Coalesce("delivered_at", Value(now))
+    return changes
+
+
 def _record_success(notification: Notification, attempt: DeliveryAttempt, receipt: Receipt) -> str:
     now = timezone.now()
     outcome = "delivered" if receipt.delivered else "sent"
+    detail = receipt.detail[:1000]
+    if connection.vendor == "postgresql":
+        # Both rows in one statement (atomic on its own, one round trip): this runs once for
+        # every message an activation sends.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _RECORD_SUCCESS_SQL,
+                _record_success_params(
+                    now, receipt.delivered, attempt.pk, outcome, detail, notification.pk
+                ),
+            )
+        _board_delivery_changed(notification.activation_id, notification.pk)
+        return outcome
     with transaction.atomic():
-        row = Notification.objects.select_for_update().get(pk=notification.pk)
-        row.sent_at = row.sent_at or now
-        if receipt.delivered:
-            row.delivered_at = row.delivered_at or now
-        if row.state in (NotificationState.QUEUED, NotificationState.SENT):
-            row.state = NotificationState.DELIVERED if receipt.delivered else NotificationState.SENT
-        row.claimed_until = None
-        row.failure_reason = ""
-        row.save(
-            update_fields=[
-                "state",
-                "sent_at",
-                "delivered_at",
-                "claimed_until",
-                "failure_reason",
-            ]
+        Notification.objects.filter(pk=notification.pk).update(
+            **_success_changes(now, receipt.delivered)
         )
         DeliveryAttempt.objects.filter(pk=attempt.pk).update(
-            finished_at=now, outcome=outcome, detail=receipt.detail[:1000]
+            finished_at=now, outcome=outcome, detail=detail
         )
-        _board_changed(row.activation_id, notifications=[row.pk], rows_only=True)
+        _board_delivery_changed(notification.activation_id, notification.pk)
     return outcome
+
+
+_RECORD_SUCCESS_SQL = f"""
+WITH attempt AS (
+    UPDATE {DeliveryAttempt._meta.db_table}
+    SET finished_at = %s, outcome = %s, detail = %s
+    WHERE id = %s
+)
+UPDATE {Notification._meta.db_table}
+SET sent_at = COALESCE(sent_at, %s),
+    delivered_at = CASE WHEN %s THEN COALESCE(delivered_at, %s) ELSE delivered_at END,
+    state = CASE WHEN state IN (%s, %s) THEN %s ELSE state END,
+    claimed_until = NULL,
+    failure_reason = ''
+WHERE id = %s
+"""  # noqa: S608  (table names from the models; every value is a parameter)
+
+
+def _record_success_params(
+    now: datetime, delivered: bool, attempt_id: int, outcome: str, detail: str, pk: int
+) -> list[Any]:
+    state = NotificationState.DELIVERED if delivered else NotificationState.SENT
+    return [
+        *(now, outcome, detail, attempt_id),
+        *(now, delivered, now),
+        *(NotificationState.QUEUED.value, NotificationState.SENT.value, state.value),
+        pk,
+    ]
 
 
 def _record_failure(
@@ -1141,7 +1367,7 @@ def _record_failure(
         DeliveryAttempt.objects.filter(pk=attempt.pk).update(
             finished_at=now, outcome=outcome, detail=failure.reason[:1000]
         )
-        _board_changed(row.activation_id, notifications=[row.pk], rows_only=True)
+        _board_delivery_changed(row.activation_id, row.pk)
     return outcome
 
 
@@ -1224,7 +1450,10 @@ def escalation_advance(
             return "early"
         created = _escalation_run(activation, target, now)
         _deliver_on_commit(created)
-        _board_changed(activation.pk, notifications=created)
+        # Coalesced: a hundred agencies' steps due together do not each rebuild the board.
+        transaction.on_commit(
+            lambda: _board_coalescer.add(activation.pk, created, full=True), robust=True
+        )
     return "stepped"
 
 

@@ -15,6 +15,11 @@ def notification_deliver_task(notification_id: int) -> str:
     return services.notification_deliver(notification_id=notification_id)
 
 
+@shared_task(name="comms.tasks.notifications_deliver", ignore_result=True)
+def notifications_deliver_task(notification_ids: list[int]) -> dict[str, int]:
+    return services.notifications_deliver(notification_ids=notification_ids)
+
+
 @shared_task(name="comms.tasks.escalation_step", ignore_result=True)
 def escalation_step_task(target_id: int, expected_steps: int) -> str:
     return services.escalation_advance(target_id=target_id, expected_steps=expected_steps)

@@ -252,6 +252,17 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Exercises: beat releases this often any due inject whose own task a lost worker held.
 EXERCISE_SWEEP_SECONDS = env_int("EXERCISE_SWEEP_SECONDS", 2)
+# Alerting has two queues, each with its own worker process: deliveries (many, each a network
+# round trip) on "delivery", escalation steps and the sweep on "escalation", so that a step due
+# now never waits behind an activation's hundreds of e-mails. Everything else stays on "celery",
+# which the delivery worker also consumes.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ROUTES = {
+    "comms.tasks.notification_deliver": {"queue": "delivery"},
+    "comms.tasks.notifications_deliver": {"queue": "delivery"},
+    "comms.tasks.escalation_step": {"queue": "escalation"},
+    "comms.tasks.alerts_sweep": {"queue": "escalation"},
+}
 CELERY_BEAT_SCHEDULE = {
     "exercise-sweep": {
         "task": "comms.tasks.exercise_sweep",
@@ -418,9 +429,17 @@ ALERT_ACK_LINK_MAX_AGE_SECONDS = env_int("ALERT_ACK_LINK_MAX_AGE_SECONDS", 24 * 
 # A worker holds a notification this long while sending it; a worker that dies leaves it to be
 # taken again after that. Longer than any channel's timeout, so a slow send is not duplicated.
 ALERT_LEASE_SECONDS = env_int("ALERT_LEASE_SECONDS", 60)
-# The beat sweep runs this often; it re-drives a queued notification nobody took within the grace.
-ALERT_SWEEP_SECONDS = env_int("ALERT_SWEEP_SECONDS", 5)
+# The beat sweep runs this often; it re-drives a queued notification nobody took within the grace
+# and takes escalation steps that are due (a step whose worker died fires at most this much late,
+# plus the time a new escalation worker takes to start).
+ALERT_SWEEP_SECONDS = env_int("ALERT_SWEEP_SECONDS", 2)
 ALERT_SWEEP_GRACE_SECONDS = env_int("ALERT_SWEEP_GRACE_SECONDS", 15)
+# A worker publishes the delivery changes of one activation's board at most this often (0: after
+# every send).
+ALERT_BOARD_COALESCE_MS = env_int("ALERT_BOARD_COALESCE_MS", 250)
+# The notifications created together (an activation, an escalation step) are sent by tasks of up
+# to this many each.
+ALERT_DELIVERY_BATCH = env_int("ALERT_DELIVERY_BATCH", 20)
 # Transient failures are retried with growing pauses; after this many tries a notification fails.
 ALERT_MAX_ATTEMPTS = env_int("ALERT_MAX_ATTEMPTS", 8)
 # Watchdog: the worker and beat write a heartbeat this often; silence longer than the threshold

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the platform on the embedded default (`make run`): SQLite in var/, a local Redis that this
-# script starts itself, the web server, a Celery worker and Celery beat, all in the foreground
+# script starts itself, the web server, the Celery workers (deliveries; escalation) and Celery beat,
+# all in the foreground
 # under honcho (Procfile). Ctrl-C stops everything.
 #
 #   PORT=8001 make run        another port for the web server (default 8000)
@@ -39,7 +40,7 @@ if port_busy "$PORT"; then
     die "port $PORT is already in use on 127.0.0.1; stop what is using it or set PORT=..."
 fi
 
-processes=(web worker beat)
+processes=(web worker escalation beat)
 if [[ -z "${REDIS_URL:-}" ]]; then
     if [[ -z "${REDIS_SERVER:-}" ]]; then
         if ! REDIS_SERVER="$(find_system_redis_server)"; then

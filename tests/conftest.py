@@ -35,6 +35,13 @@ def fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
+def board_updates_at_once(settings):
+    # Deliveries in this process publish their board change at once, not from a timer thread
+    # (which would query outside the test's transaction); workers coalesce as deployed.
+    settings.ALERT_BOARD_COALESCE_MS = 0
+
+
+@pytest.fixture(autouse=True)
 def fresh_cache():
     # API throttling counts requests in the cache; each test starts with none counted.
     cache.clear()

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 COMPOSE_FILE = Path(__file__).resolve().parent.parent / "docker-compose.yml"
-APP_SERVICES = ("web", "worker", "beat")
+APP_SERVICES = ("web", "worker", "escalation", "beat")
 SETTINGS_FROM_ENVIRONMENT = ("SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL")
 
 
@@ -67,6 +67,21 @@ def test_web_migrates_then_serves_the_asgi_application(services):
 
 def test_worker_runs_a_celery_worker_of_the_ctpn_app(services):
     assert contains_in_order(command_words(services["worker"]), ["celery", "-A", "ctpn", "worker"])
+
+
+def test_escalation_has_its_own_worker_and_the_delivery_worker_does_not_take_it(services):
+    from django.conf import settings
+
+    routes = settings.CELERY_TASK_ROUTES
+    assert routes["comms.tasks.escalation_step"]["queue"] == "escalation"
+    assert routes["comms.tasks.alerts_sweep"]["queue"] == "escalation"
+    assert routes["comms.tasks.notification_deliver"]["queue"] == "delivery"
+    escalation = command_words(services["escalation"])
+    assert contains_in_order(escalation, ["celery", "-A", "ctpn", "worker"])
+    assert contains_in_order(escalation, ["-Q", "escalation"])
+    worker = command_words(services["worker"])
+    queues = worker[worker.index("-Q") + 1].split(",")
+    assert "delivery" in queues and "escalation" not in queues
 
 
 def test_beat_runs_celery_beat_of_the_ctpn_app(services):

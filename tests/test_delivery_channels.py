@@ -13,7 +13,12 @@ from django.utils import timezone
 
 from comms.delivery import SIGNATURE_HEADER, signature_valid
 from comms.models import Channel, DeliveryAttempt, Notification, NotificationState
-from comms.services import activation_send, alerts_sweep, notification_deliver
+from comms.services import (
+    activation_send,
+    alerts_sweep,
+    notification_deliver,
+    notifications_deliver,
+)
 from coordination.roles import Role
 from ctpn.realtime import topic_channel
 
@@ -62,6 +67,30 @@ def test_email_goes_through_smtp_with_its_idempotency_key_and_answer_link(
     assert (row.state, row.attempts, row.claimed_until) == (NotificationState.SENT, 1, None)
     assert row.sent_at is not None
     assert DeliveryAttempt.objects.get(notification=row).outcome == "sent"
+
+
+def test_a_batch_sends_each_notification_once_with_its_own_key_and_attempt(
+    commander, police, officer, smtp_sink, http_sink
+):
+    contact(officer, "email", "duty@example.org")
+    contact(officer, "sms", "+46700000001")
+    activation = send(commander, police)
+    rows = list(Notification.objects.filter(activation=activation).order_by("pk"))
+    assert {row.channel for row in rows} == {Channel.EMAIL, Channel.SMS, Channel.IN_APP}
+    sms = next(row for row in rows if row.channel == Channel.SMS)
+    assert notification_deliver(notification_id=sms.pk) == "sent"  # sent on its own first
+
+    ids = [row.pk for row in rows]
+    assert notifications_deliver(notification_ids=ids) == {"skipped": 1, "sent": 2}
+    assert notifications_deliver(notification_ids=ids) == {"skipped": 3}
+
+    [email] = smtp_sink.received()
+    assert email.idempotency_key == str(notification(activation, Channel.EMAIL).idempotency_key)
+    assert len(http_sink.received("/sms")) == 1
+    for row in rows:
+        row.refresh_from_db()
+        assert (row.state, row.attempts, row.claimed_until) == (NotificationState.SENT, 1, None)
+        assert [a.outcome for a in DeliveryAttempt.objects.filter(notification=row)] == ["sent"]
 
 
 def test_an_exercise_says_exercise_first_in_every_message(

@@ -244,6 +244,12 @@ def alerting_broker() -> Iterator[str]:
     redis.Redis.from_url(url).flushdb()
 
 
+# The queues of the Procfile's workers (settings.CELERY_TASK_ROUTES).
+DELIVERY_QUEUES = "delivery,celery"
+ESCALATION_QUEUES = "escalation"
+ALL_QUEUES = f"{DELIVERY_QUEUES},{ESCALATION_QUEUES}"
+
+
 @dataclass
 class AlertingProcesses:
     """Start, kill and stop the worker and beat of one test; everything stops at teardown."""
@@ -267,8 +273,10 @@ class AlertingProcesses:
         self.processes.append(process)
         return process
 
-    def start_worker(self, concurrency: int = 2) -> subprocess.Popen:
-        """A prefork worker; returns once its heartbeat shows it is consuming."""
+    def start_worker(self, concurrency: int = 2, queues: str = ALL_QUEUES) -> subprocess.Popen:
+        """A prefork worker consuming ``queues`` (by default every one, as a single worker of a
+        small deployment does; ``DELIVERY_QUEUES`` or ``ESCALATION_QUEUES`` for the dedicated
+        workers of the Procfile); returns once its heartbeat shows it is consuming."""
         number = len(self.workers) + 1
         hostname = f"alerts-test-{number}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
         process = self._spawn(
@@ -279,6 +287,8 @@ class AlertingProcesses:
                 "prefork",
                 "-c",
                 str(concurrency),
+                "-Q",
+                queues,
                 "-n",
                 hostname,
                 "--loglevel=warning",
