@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib.auth import authenticate
 from django.core.cache import cache
 from django.db.models import Case, F, Q, Value, When
+from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -268,6 +269,13 @@ ChainReportSerializer = inline_serializer(
 DECISION_PAGE_CACHE_SECONDS = 300
 
 
+def rendered_content_type(renderer) -> str:
+    """The Content-Type DRF's ``Response`` gives a body from this renderer."""
+    if renderer.charset:
+        return f"{renderer.media_type}; charset={renderer.charset}"
+    return str(renderer.media_type)
+
+
 def decision_page_key(
     *, incident_id: int, last_event_seq: int, user_id: int, agency_id: int | None, query: str
 ) -> str:
@@ -298,26 +306,32 @@ class DecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Incident
         The log is append-only, and every change to an entry (a position, a marking change, a
         superseding entry) appends an incident event: a page is the same for as long as the
         incident's ``last_event_seq`` is. The key holds that number, the reader (their own
-        need-to-know: never shared between people) and the exact query. Pages showing a RED or
-        AMBER+STRICT entry are never cached, so that every read of one is audited.
+        need-to-know: never shared between people), the exact query and the media type asked
+        for. The cache holds the page as sent (its bytes), so a second read is not serialized nor
+        rendered again. Pages showing a RED or AMBER+STRICT entry are never cached, so that every
+        read of one is audited.
         """
         incident = self.get_incident()
         key = None
-        if request.accepted_renderer.format == "json":
+        renderer = request.accepted_renderer
+        if renderer.format == "json":
             key = decision_page_key(
                 incident_id=incident.pk,
                 last_event_seq=incident.last_event_seq,
                 user_id=request.user.pk,
                 agency_id=getattr(request.user, "agency_id", None),
-                query=request.build_absolute_uri(),
+                query=f"{request.accepted_media_type}\n{request.build_absolute_uri()}",
             )
             cached = cache.get(key)
             if cached is not None:
-                return Response(cached)
+                return HttpResponse(cached, content_type=rendered_content_type(renderer))
         self._page_restricted = False
         response = super().list(request, *args, **kwargs)
         if key is not None and response.status_code == 200 and not self._page_restricted:
-            cache.set(key, response.data, DECISION_PAGE_CACHE_SECONDS)
+            content = renderer.render(
+                response.data, request.accepted_media_type, self.get_renderer_context()
+            )
+            cache.set(key, content, DECISION_PAGE_CACHE_SECONDS)
         return response
 
     def get_serializer(self, *args, **kwargs):

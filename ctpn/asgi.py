@@ -18,6 +18,7 @@ from django.db import connections  # noqa: E402
 from comms.fanout import stop_hub  # noqa: E402
 from comms.presence import stop_presence  # noqa: E402
 from comms.routing import websocket_urlpatterns  # noqa: E402
+from ctpn.db.base import disable_reuse, enable_reuse  # noqa: E402
 
 
 def http_connections_close(**kwargs) -> None:
@@ -28,6 +29,9 @@ def http_connections_close(**kwargs) -> None:
     be kept for a thread that never serves another request, and such connections pile up under
     load until PostgreSQL refuses new ones. WebSocket consumers do not send the signal; their
     database calls share long-lived threads and keep their connections.
+
+    In the server (after the lifespan startup), "closing" a healthy connection hands it to the
+    process's next HTTP request instead (``ctpn.db.base``): a bounded stock, never a thread's.
     """
     connections.close_all()
 
@@ -37,15 +41,20 @@ request_finished.connect(http_connections_close, sender=ASGIHandler)
 
 
 async def lifespan(scope, receive, send) -> None:
-    """On a graceful shutdown (a deploy), take this process's screens out of presence at once,
-    after the server has closed them, instead of leaving them until their entries expire."""
+    """At startup, let finished HTTP requests' database connections serve the next ones.
+
+    On a graceful shutdown (a deploy), take this process's screens out of presence at once,
+    after the server has closed them, instead of leaving them until their entries expire, and
+    close the idle database connections."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            enable_reuse()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await stop_presence()
             await stop_hub()
+            disable_reuse()
             await send({"type": "lifespan.shutdown.complete"})
             return
 

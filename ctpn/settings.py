@@ -151,6 +151,11 @@ TEMPLATES = [
 # the ASGI server close theirs when they finish (ctpn/asgi.py says why).
 DATABASE_CONN_MAX_AGE = env_int("DATABASE_CONN_MAX_AGE", 60)
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=DATABASE_CONN_MAX_AGE)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend, plus the reuse of finished HTTP requests' connections in the ASGI server.
+    DATABASES["default"]["ENGINE"] = "ctpn.db"
+# Idle connections an ASGI server process keeps for its next HTTP requests (``ctpn.db.base``).
+DATABASE_IDLE_CONNECTIONS = env_int("DATABASE_IDLE_CONNECTIONS", 8)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -289,7 +294,7 @@ CELERY_BEAT_SCHEDULE = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: a bad token then answers 401 with WWW-Authenticate, not a bare 403.
-        "rest_framework.authentication.TokenAuthentication",
+        "ctpn.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["ctpn.permissions.DeclaredPermission"],
