@@ -3,6 +3,7 @@
 import itertools
 from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -369,15 +370,22 @@ class _RecordedBeside:
         return {*self.positions, *self.agencies, *self.people, *self.later, *self.changes}
 
 
-def _log_rows(incident_id: int) -> tuple[Generator[tuple[Any, ...], None, None], _RecordedBeside]:
-    """The incident's entries as rows of ``_VERIFY_COLUMNS``, in order, and what was recorded
-    beside them.
+def _log_rows(
+    incident_id: int,
+) -> tuple[Generator[tuple[Any, ...], None, None], list[tuple[Any, ...]], _RecordedBeside]:
+    """The incident's entries as rows of ``_VERIFY_COLUMNS``, in order; the positions and
+    marking changes its event stream announced, as (decision id, kind, payload); and what was
+    recorded beside the entries.
 
     The rows come through a server-side cursor, ``VERIFY_CHUNK`` at a time, the next chunk being
     fetched by a second thread while the current one is hashed (the same connection, used by one
-    thread at a time). The cursor is opened before the rows beside are read, so these include
-    whatever was recorded together with any entry the cursor returns.
+    thread at a time). The cursor is opened first, then the announcements are read, then what is
+    beside the entries: each read sees at least what the one before saw, so whatever was recorded
+    together with an entry the cursor returns, or with an announcement, is there when checked,
+    however busy the incident.
     """
+    from incidents.models import IncidentEvent  # the event stream records what was announced
+
     rows = (
         Decision.objects.filter(incident_id=incident_id)
         .order_by("sequence")
@@ -385,8 +393,13 @@ def _log_rows(incident_id: int) -> tuple[Generator[tuple[Any, ...], None, None],
         .iterator(chunk_size=VERIFY_CHUNK)
     )
     first = list(itertools.islice(rows, VERIFY_CHUNK))  # opens the cursor
+    announced = list(
+        IncidentEvent.objects.filter(
+            incident_id=incident_id, kind__in=["decision.position_recorded", MARKING_CHANGED]
+        ).values_list("subject_id", "kind", "payload")
+    )
     beside = _RecordedBeside.read(incident_id)
-    return _chunks_ahead(first, rows), beside
+    return _chunks_ahead(first, rows), announced, beside
 
 
 def _chunks_ahead(
@@ -431,8 +444,6 @@ def decision_log_verify(*, incident_id: int) -> ChainReport:
 
 
 def _log_check(incident_id: int) -> ChainReport:
-    from incidents.models import IncidentEvent  # the event stream records what was announced
-
     expected_prev = GENESIS_HASH
     count = 0
     later_hashes: set[str] = set()
@@ -447,44 +458,45 @@ def _log_check(incident_id: int) -> ChainReport:
             last_hash=expected_prev,
         )
 
-    rows, beside = _log_rows(incident_id)
+    rows, announced, beside = _log_rows(incident_id)
     with_more = beside.decision_ids()
     no_recipients: Recipients = ((), ())
     first_hashed = len(("id", "prev_hash", "entry_hash"))
-    for count, row in enumerate(rows, start=1):
-        pk, prev_hash, entry_hash = row[0], row[1], row[2]
-        sequence = row[_SEQUENCE]
-        problem = ""
-        if sequence != count:
-            problem = f"entry {count} is missing: the next entry is numbered {sequence}"
-        elif prev_hash != expected_prev:
-            problem = "its link to the previous entry does not match that entry's hash"
-        elif pk not in with_more:
-            if decision_hash(prev_hash, row[first_hashed:], (), no_recipients) != entry_hash:
-                problem = "its content no longer matches its hash: it was changed after recording"
-        else:
-            recipients = (beside.agencies.get(pk, ()), beside.people.get(pk, ()))
-            positions = beside.positions.get(pk, ())
-            if decision_hash(prev_hash, row[first_hashed:], positions, recipients) != entry_hash:
-                problem = "its content no longer matches its hash: it was changed after recording"
+    # Closed however the loop ends, so that no fetch is left running on the connection.
+    with closing(rows):
+        for count, row in enumerate(rows, start=1):
+            pk, prev_hash, entry_hash = row[0], row[1], row[2]
+            sequence = row[_SEQUENCE]
+            more = pk in with_more
+            positions: Sequence[tuple[int, str, str]]
+            recipients: Recipients
+            if more:
+                positions = beside.positions.get(pk, ())
+                recipients = (beside.agencies.get(pk, ()), beside.people.get(pk, ()))
             else:
+                positions, recipients = (), no_recipients
+            problem = ""
+            if sequence != count:
+                problem = f"entry {count} is missing: the next entry is numbered {sequence}"
+            elif prev_hash != expected_prev:
+                problem = "its link to the previous entry does not match that entry's hash"
+            elif decision_hash(prev_hash, row[first_hashed:], positions, recipients) != entry_hash:
+                problem = "its content no longer matches its hash: it was changed after recording"
+            elif more:
                 problem = _later_positions_check(
                     entry_hash, beside.later.get(pk, []), later_hashes
                 ) or _marking_changes_check(entry_hash, beside, pk, later_hashes)
-        if problem:
-            rows.close()
-            return broken(sequence, pk, count, problem)
-        expected_prev = entry_hash
+            if problem:
+                return broken(sequence, pk, count, problem)
+            expected_prev = entry_hash
 
-    announced = IncidentEvent.objects.filter(
-        incident_id=incident_id, kind__in=["decision.position_recorded", MARKING_CHANGED]
-    ).values_list("subject_id", "kind", "payload")
     for decision_id, kind, payload in announced:
         expected_hash = payload.get("change_hash") if kind == MARKING_CHANGED else None
         if (expected_hash or payload.get("entry_hash")) in later_hashes:
             continue
         missing_from = Decision.objects.filter(pk=decision_id or 0).first()
-        if missing_from is not None:
+        # An entry appended after the log's cursor was opened is not part of this check.
+        if missing_from is not None and missing_from.sequence <= count:
             number, pk = count, missing_from.pk
             if kind == MARKING_CHANGED:
                 return broken(
