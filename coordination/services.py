@@ -1,19 +1,18 @@
 """Writes to the joint decision log, actions, and the city directory (agencies and people)."""
 
 import itertools
-from collections.abc import Generator, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Generator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 from django.contrib.auth.password_validation import validate_password
 from django.contrib.sessions.models import Session
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, connections, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
@@ -377,20 +376,20 @@ def _log_rows(
     marking changes its event stream announced, as (decision id, kind, payload); and what was
     recorded beside the entries.
 
-    The rows come through a server-side cursor, ``VERIFY_CHUNK`` at a time, the next chunk being
-    fetched by a second thread while the current one is hashed (the same connection, used by one
-    thread at a time). The cursor is opened first, then the announcements are read, then what is
-    beside the entries: each read sees at least what the one before saw, so whatever was recorded
-    together with an entry the cursor returns, or with an announcement, is there when checked,
-    however busy the incident.
+    The rows come through a server-side cursor, ``VERIFY_CHUNK`` at a time. The cursor is opened
+    first, then the announcements are read, then what is beside the entries: each read sees at
+    least what the one before saw, so whatever was recorded together with an entry the cursor
+    returns, or with an announcement, is there when checked, however busy the incident.
     """
     from incidents.models import IncidentEvent  # the event stream records what was announced
 
-    rows = (
+    # A generator, closing its cursor when closed.
+    rows = cast(
+        Generator[tuple[Any, ...], None, None],
         Decision.objects.filter(incident_id=incident_id)
         .order_by("sequence")
         .values_list(*_VERIFY_COLUMNS)
-        .iterator(chunk_size=VERIFY_CHUNK)
+        .iterator(chunk_size=VERIFY_CHUNK),
     )
     first = list(itertools.islice(rows, VERIFY_CHUNK))  # opens the cursor
     announced = list(
@@ -399,32 +398,21 @@ def _log_rows(
         ).values_list("subject_id", "kind", "payload")
     )
     beside = _RecordedBeside.read(incident_id)
-    return _chunks_ahead(first, rows), announced, beside
+    return _rows_then(first, rows), announced, beside
 
 
-def _chunks_ahead(
-    first: list[tuple[Any, ...]], rows: Iterator[tuple[Any, ...]]
+def _rows_then(
+    first: list[tuple[Any, ...]], rows: Generator[tuple[Any, ...], None, None]
 ) -> Generator[tuple[Any, ...], None, None]:
-    """The rows of ``first`` then of ``rows``, each chunk of ``rows`` fetched while the one
-    before is consumed."""
-    chunk = first
-    if len(chunk) < VERIFY_CHUNK:
-        yield from chunk
-        return
-    connection = connections[Decision.objects.db]
-    connection.inc_thread_sharing()
+    """The rows of ``first`` then of ``rows``, whose cursor is closed however the reading ends.
+
+    Not fetched ahead by a second thread: in one process pinned to one CPU, as the benchmark
+    runs, that cost more CPU time (switching between the threads) than it saved in waiting."""
     try:
-        with ThreadPoolExecutor(max_workers=1) as fetcher:
-            while chunk:
-                ahead = fetcher.submit(lambda: list(itertools.islice(rows, VERIFY_CHUNK)))
-                try:
-                    yield from chunk
-                finally:
-                    # Never leave the fetch running on the connection: a consumer that stops
-                    # early (a broken chain) waits for it before using the connection again.
-                    chunk = ahead.result()
+        yield from first
+        yield from rows
     finally:
-        connection.dec_thread_sharing()
+        rows.close()
 
 
 def decision_log_verify(*, incident_id: int) -> ChainReport:
@@ -462,7 +450,7 @@ def _log_check(incident_id: int) -> ChainReport:
     with_more = beside.decision_ids()
     no_recipients: Recipients = ((), ())
     first_hashed = len(("id", "prev_hash", "entry_hash"))
-    # Closed however the loop ends, so that no fetch is left running on the connection.
+    # Closed however the loop ends, so that the log's cursor does not outlive the check.
     with closing(rows):
         for count, row in enumerate(rows, start=1):
             pk, prev_hash, entry_hash = row[0], row[1], row[2]

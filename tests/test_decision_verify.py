@@ -33,7 +33,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch):
-    """Chunks of two entries, so that a small log crosses chunk boundaries and the read-ahead."""
+    """Chunks of two entries, so that a small log crosses chunk boundaries."""
     monkeypatch.setattr(services, "VERIFY_CHUNK", 2)
 
 
