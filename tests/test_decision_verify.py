@@ -3,7 +3,8 @@ bulk: it must agree with the model's own recomputation of every entry, and see a
 entry, of a position recorded with it or later, of its recipients, of a marking change or of the
 meeting it was taken in."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.db import connection
@@ -187,3 +188,71 @@ def test_verify_reads_what_is_beside_the_entries_in_a_fixed_number_of_queries(
     # query per entry.
     with django_assert_max_num_queries(20):
         assert decision_log_verify(incident_id=incident.pk).intact
+
+
+def _entry(**overrides):
+    fields = {
+        "incident_id": 7,
+        "sequence": 3,
+        "information": "Rapport : un assaillant armé à la gare — « centrale »",
+        "threat_assessment": "Threat ongoing.\nRisk high.",
+        "working_strategy": "Save life.",
+        "powers_policies": "CCA 2004",
+        "options": [
+            {"reason": "Removes the public.", "option": "Evacuate", "chosen": True},
+            {
+                "option": "Shelter",
+                "chosen": False,
+                "reason": "Slower",
+                "extra": {"b": 1, "a": [2.5, None]},
+            },
+        ],
+        "decision": "Evacuate.",
+        "rationale": "Protects life.",
+        "decided_at": datetime(
+            2026, 3, 1, 10, 15, 30, 123456, tzinfo=dt_timezone(timedelta(hours=1))
+        ),
+        "recorded_at": datetime(2026, 3, 1, 9, 20, tzinfo=UTC),
+        "late_entry_reason": "",
+        "review_by": None,
+        "author_id": 11,
+        "author_agency_id": 4,
+        "supersedes_id": None,
+        "marking": "AMBER",
+        "prev_hash": "ab" * 32,
+        "meeting_id": None,
+    }
+    fields.update(overrides)
+    return Decision(**fields)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "positions", "recipients", "expected"),
+    [
+        ({}, [], ((), ()), "b458da4e31448baf13dd5a47edc4a6150c1fb60fb2600d9fe48fbc5ea108a2a1"),
+        (
+            {
+                "meeting_id": 9,
+                "review_by": datetime(2026, 3, 2, tzinfo=UTC),
+                "supersedes_id": 2,
+                "late_entry_reason": "Radio down",
+            },
+            [(5, "dissent", "Trop tôt."), (4, "agree", "")],
+            ((6, 4), ()),
+            "cef2febf1ced5cf9cd9c62c46c4643116d1693b8dfb0148c71bb514865955dce",
+        ),
+        (
+            {"marking": "RED"},
+            [(4, "agree", "")],
+            ((), (12, 3)),
+            "a0bde14b7955f2daf45448fa9a24d3cc0e2031e085cbb07048be881d712bd377",
+        ),
+    ],
+)
+def test_hashes_are_those_recorded_before(overrides, positions, recipients, expected):
+    """Hashes computed by the canonical content as it was before it was shared with the
+    verification: every recorded log must keep verifying, byte for byte."""
+    entry = _entry(**overrides)
+    assert entry.compute_hash(positions, recipients) == expected
+    values = tuple(getattr(entry, name) for name in DECISION_HASHED_FIELDS)
+    assert decision_hash(entry.prev_hash, values, positions, recipients) == expected
