@@ -3,9 +3,10 @@
 import hashlib
 import json
 import zoneinfo
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from functools import cached_property
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import uuid4
 
 from django.contrib.auth.models import AbstractUser, UserManager
@@ -30,6 +31,115 @@ GENESIS_HASH = "0" * 64
 
 # (agency ids, people ids) named by a restricted marking.
 Recipients = tuple[tuple[int, ...] | list[int], tuple[int, ...] | list[int]]
+
+
+# The stored columns of a decision its hash covers, in the order ``decision_canonical_content``
+# takes them. The chain verification reads exactly these from the database.
+DECISION_HASHED_FIELDS = (
+    "incident_id",
+    "sequence",
+    "information",
+    "threat_assessment",
+    "working_strategy",
+    "powers_policies",
+    "options",
+    "decision",
+    "rationale",
+    "decided_at",
+    "recorded_at",
+    "late_entry_reason",
+    "review_by",
+    "author_id",
+    "author_agency_id",
+    "supersedes_id",
+    "marking",
+    "meeting_id",
+)
+
+# json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False), with the encoder
+# built once rather than for every entry.
+_canonical_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _instant(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value else None
+
+
+def decision_canonical_content(
+    values: Sequence[Any],
+    positions: Iterable[tuple[int, str, str]] = (),
+    recipients: Recipients = ((), ()),
+) -> str:
+    """A decision as one deterministic string: what its hash covers. The single definition, used
+    when an entry is recorded (``Decision.canonical_content``) and when a log is verified.
+
+    ``values`` are the entry's ``DECISION_HASHED_FIELDS``, in that order. ``positions`` are
+    (agency id, stance, statement) triples and ``recipients`` the (agency ids, people ids) the
+    marking names, because they are hashed before their rows exist. Recipient lists are part of
+    the content only when there are some, so entries recorded before recipient lists existed keep
+    their hash.
+    """
+    (
+        incident,
+        sequence,
+        information,
+        threat_assessment,
+        working_strategy,
+        powers_policies,
+        options,
+        decision,
+        rationale,
+        decided_at,
+        recorded_at,
+        late_entry_reason,
+        review_by,
+        author,
+        author_agency,
+        supersedes,
+        marking,
+        meeting,
+    ) = values
+    content = {
+        "incident": incident,
+        "sequence": sequence,
+        "information": information,
+        "threat_assessment": threat_assessment,
+        "working_strategy": working_strategy,
+        "powers_policies": powers_policies,
+        "options": options,
+        "decision": decision,
+        "rationale": rationale,
+        "decided_at": _instant(decided_at),
+        "recorded_at": _instant(recorded_at),
+        "late_entry_reason": late_entry_reason,
+        "review_by": _instant(review_by),
+        "author": author,
+        "author_agency": author_agency,
+        "supersedes": supersedes,
+        "marking": marking,
+        "positions": sorted([list(position) for position in positions]),
+    }
+    agencies, people = recipients
+    if agencies:
+        content["recipient_agencies"] = sorted(agencies)
+    if people:
+        content["recipient_people"] = sorted(people)
+    # Likewise the meeting: entries recorded before meetings existed, or outside one, keep their
+    # hash.
+    if meeting is not None:
+        content["meeting"] = meeting
+    return _canonical_json(content)
+
+
+def decision_hash(
+    prev_hash: str,
+    values: Sequence[Any],
+    positions: Iterable[tuple[int, str, str]] = (),
+    recipients: Recipients = ((), ()),
+) -> str:
+    """The SHA-256 a decision stores: of the previous entry's hash and its canonical content."""
+    payload = f"{prev_hash}\n{decision_canonical_content(values, positions, recipients)}"
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 def validate_time_zone(value: str) -> None:
@@ -230,55 +340,18 @@ class Decision(models.Model):
         return str(self)
 
     def canonical_content(
-        self, positions: list[tuple[int, str, str]], recipients: Recipients = ((), ())
+        self, positions: Iterable[tuple[int, str, str]], recipients: Recipients = ((), ())
     ) -> str:
-        """The entry as one deterministic string: what the hash covers.
-
-        ``positions`` are (agency id, stance, statement) triples and ``recipients`` the (agency
-        ids, people ids) the marking names, because they are hashed before their rows exist.
-        Recipient lists are part of the content only when there are some, so entries recorded
-        before recipient lists existed keep their hash.
-        """
-
-        def instant(value: datetime | None) -> str | None:
-            return value.astimezone(UTC).isoformat() if value else None
-
-        content = {
-            "incident": self.incident_id,
-            "sequence": self.sequence,
-            "information": self.information,
-            "threat_assessment": self.threat_assessment,
-            "working_strategy": self.working_strategy,
-            "powers_policies": self.powers_policies,
-            "options": self.options,
-            "decision": self.decision,
-            "rationale": self.rationale,
-            "decided_at": instant(self.decided_at),
-            "recorded_at": instant(self.recorded_at),
-            "late_entry_reason": self.late_entry_reason,
-            "review_by": instant(self.review_by),
-            "author": self.author_id,
-            "author_agency": self.author_agency_id,
-            "supersedes": self.supersedes_id,
-            "marking": self.marking,
-            "positions": sorted([list(position) for position in positions]),
-        }
-        agencies, people = recipients
-        if agencies:
-            content["recipient_agencies"] = sorted(agencies)
-        if people:
-            content["recipient_people"] = sorted(people)
-        # Likewise the meeting: entries recorded before meetings existed, or outside one, keep
-        # their hash.
-        if self.meeting_id is not None:
-            content["meeting"] = self.meeting_id
-        return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        """The entry as one deterministic string: what the hash covers (see
+        ``decision_canonical_content``, which the chain verification calls with stored rows)."""
+        values = tuple(getattr(self, name) for name in DECISION_HASHED_FIELDS)
+        return decision_canonical_content(values, positions, recipients)
 
     def compute_hash(
-        self, positions: list[tuple[int, str, str]], recipients: Recipients = ((), ())
+        self, positions: Iterable[tuple[int, str, str]], recipients: Recipients = ((), ())
     ) -> str:
-        payload = f"{self.prev_hash}\n{self.canonical_content(positions, recipients)}"
-        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+        values = tuple(getattr(self, name) for name in DECISION_HASHED_FIELDS)
+        return decision_hash(self.prev_hash, values, positions, recipients)
 
     def stored_recipients(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """The recipient lists recorded with the entry (uses a prefetch when there is one)."""
