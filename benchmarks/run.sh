@@ -28,7 +28,11 @@ fi
 if ! command -v wrk >/dev/null 2>&1; then
     if _prov_can_be_root && command -v apt-get >/dev/null 2>&1; then
         log "Installing wrk (apt-get)"
-        _prov_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wrk ||
+        # A fresh machine may have no package lists yet: fetch them once if the first try fails.
+        apt_wrk() {
+            _prov_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wrk
+        }
+        apt_wrk || { _prov_as_root apt-get update -q && apt_wrk; } ||
             log "wrk could not be installed: the API benchmark uses its Python client"
     else
         log "wrk not found: the API benchmark uses its Python client"
