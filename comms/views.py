@@ -1060,18 +1060,25 @@ def brief_page(request: HttpRequest, incident_id: int, brief_id: int) -> HttpRes
                 messages.success(request, "Draft brief saved.")
                 return redirect("brief", incident_id=incident.pk, brief_id=brief.pk)
             brief = _brief_for(request, incident, brief_id)
-        return render(
-            request,
-            "comms/briefs_detail.html",
-            {
-                "incident": incident,
-                "brief": brief,
-                "sections": [(label, getattr(brief, name)) for name, label in BRIEF_SECTIONS],
-                "form": form,
-                "can_write": can_write,
-            },
-            status=status,
-        )
+        return _brief_detail(request, incident, brief, form, can_write=can_write, status=status)
+
+
+def _brief_detail(
+    request: HttpRequest, incident: Any, brief: Any, form: Any, *, can_write: bool, status: int
+) -> HttpResponse:
+    """The brief's page, with its sections in IIMARCH order and the form that was posted."""
+    return render(
+        request,
+        "comms/briefs_detail.html",
+        {
+            "incident": incident,
+            "brief": brief,
+            "sections": [(label, getattr(brief, name)) for name, label in BRIEF_SECTIONS],
+            "form": form,
+            "can_write": can_write,
+        },
+        status=status,
+    )
 
 
 @login_required
@@ -1088,18 +1095,7 @@ def brief_issue_page(request: HttpRequest, incident_id: int, brief_id: int) -> H
         if result is not None:
             messages.success(request, f"Brief {result.number} issued.")
             return redirect("brief", incident_id=incident.pk, brief_id=brief.pk)
-        return render(
-            request,
-            "comms/briefs_detail.html",
-            {
-                "incident": incident,
-                "brief": brief,
-                "sections": [(label, getattr(brief, name)) for name, label in BRIEF_SECTIONS],
-                "form": form,
-                "can_write": False,
-            },
-            status=status,
-        )
+        return _brief_detail(request, incident, brief, form, can_write=False, status=status)
 
 
 @login_required
